@@ -1,0 +1,85 @@
+"""Self-describing checkpoints: weights plus the metadata needed to rebuild and use the model."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .labels import EMOTIONS
+from .networks import create_model
+from .preprocessing import Preprocessing
+
+FORMAT_VERSION = 1
+DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "emotion_default.pt"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is missing, corrupt or not one of ours."""
+
+
+@dataclass
+class ModelCard:
+    """Everything a checkpoint says about its model besides the weights."""
+
+    architecture: str
+    architecture_kwargs: dict[str, Any]
+    labels: list[str] = field(default_factory=lambda: list(EMOTIONS))
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    version: str = "unversioned"
+    training_config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    data_fingerprint: str = ""
+
+    def to_json(self) -> str:
+        """Serialise to JSON text (stored as a string so weights_only loading stays possible)."""
+        return json.dumps({"format_version": FORMAT_VERSION, **asdict(self)}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> "ModelCard":
+        """Parse metadata written by to_json."""
+        payload = json.loads(text)
+        payload.pop("format_version", None)
+        payload["preprocessing"] = Preprocessing(**payload.get("preprocessing", {}))
+        return cls(**payload)
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, card: ModelCard, extra: dict[str, Any] | None = None) -> None:
+    """Write weights and card atomically; ``extra`` carries resume state (optimizer, epoch, RNG)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {"state_dict": model.state_dict(), "card": card.to_json(), **(extra or {})}
+    # Write then rename, so a crash mid-save never leaves a truncated checkpoint behind.
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, temporary)
+    temporary.replace(path)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint's raw payload safely (weights_only), with a clear error if unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for corrupt files; all mean the same to a user.
+        raise CheckpointError(f"checkpoint {path} is corrupt or not a PyTorch file: {error}") from error
+    if not isinstance(payload, dict) or "state_dict" not in payload or "card" not in payload:
+        raise CheckpointError(f"checkpoint {path} has no weights and model card")
+    return payload
+
+
+def load_model(path: str | Path = DEFAULT_CHECKPOINT) -> tuple[nn.Module, ModelCard]:
+    """Rebuild the model described by a checkpoint and load its weights, in eval mode on the CPU."""
+    payload = read_checkpoint(path)
+    try:
+        card = ModelCard.from_json(payload["card"])
+        model = create_model(card.architecture, num_classes=len(card.labels), **card.architecture_kwargs)
+        model.load_state_dict(payload["state_dict"])
+    except (ValueError, TypeError, KeyError, RuntimeError) as error:
+        raise CheckpointError(f"checkpoint {path} does not match its model card: {error}") from error
+    return model.eval(), card

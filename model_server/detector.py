@@ -1,0 +1,75 @@
+"""Face detection behind a small interface; the default is OpenCV's bundled Haar cascade (no download)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from .api import Box
+
+
+class FaceDetector(Protocol):
+    """Anything that finds face boxes in a grayscale uint8 image."""
+
+    def detect(self, gray: np.ndarray) -> list[Box]:
+        """Return face boxes in the image's pixel coordinates, largest first."""
+        ...
+
+
+def square_box(box: Box, margin: float, width: int, height: int) -> Box | None:
+    """Grow a box by ``margin`` of its size per side, make it square, and clip it to the image."""
+    side = int(round(max(box.w, box.h) * (1 + 2 * margin)))
+    centre_x, centre_y = box.x + box.w / 2, box.y + box.h / 2
+    left, top = int(round(centre_x - side / 2)), int(round(centre_y - side / 2))
+    right, bottom = min(width, left + side), min(height, top + side)
+    left, top = max(0, left), max(0, top)
+    if right - left < 2 or bottom - top < 2:
+        return None
+    return Box(left, top, right - left, bottom - top)
+
+
+class HaarFaceDetector:
+    """Frontal-face Haar cascade bundled with opencv-python-headless 4.x.
+
+    Large images are shrunk to ``max_side`` before detection: Haar cost grows with pixels,
+    and faces big enough to read an expression from survive the shrink.
+    """
+
+    def __init__(self, max_side: int = 640, min_face_fraction: float = 0.06, min_neighbors: int = 5,
+                 scale_factor: float = 1.1, cascade: str = "haarcascade_frontalface_default.xml"):
+        self.cascade_path = Path(cv2.data.haarcascades) / cascade
+        if not self.cascade_path.is_file():
+            raise RuntimeError(f"Haar cascade {self.cascade_path} is missing; install opencv-python-headless 4.x")
+        self.max_side, self.min_face_fraction = max_side, min_face_fraction
+        self.min_neighbors, self.scale_factor = min_neighbors, scale_factor
+        # CascadeClassifier keeps scratch buffers: one instance per thread keeps detection thread-safe.
+        self._local = threading.local()
+
+    def _cascade(self) -> cv2.CascadeClassifier:
+        cascade = getattr(self._local, "cascade", None)
+        if cascade is None:
+            cascade = self._local.cascade = cv2.CascadeClassifier(str(self.cascade_path))
+        return cascade
+
+    def detect(self, gray: np.ndarray) -> list[Box]:
+        """Return face boxes in the image's pixel coordinates, largest first."""
+        height, width = gray.shape[:2]
+        scale = min(1.0, self.max_side / max(height, width))
+        small = cv2.resize(gray, (max(1, round(width * scale)), max(1, round(height * scale))),
+                           interpolation=cv2.INTER_AREA) if scale < 1 else gray
+        # Equalising lighting first makes the cascade far less sensitive to dim webcams.
+        small = cv2.equalizeHist(small)
+        min_side = max(20, int(min(small.shape[:2]) * self.min_face_fraction))
+        found = self._cascade().detectMultiScale(small, scaleFactor=self.scale_factor,
+                                                 minNeighbors=self.min_neighbors, minSize=(min_side, min_side))
+        boxes = []
+        for x, y, w, h in (found if len(found) else []):
+            x, y, w, h = (int(round(v / scale)) for v in (x, y, w, h))
+            w, h = min(w, width - x), min(h, height - y)
+            if w > 0 and h > 0:
+                boxes.append(Box(x, y, w, h))
+        return sorted(boxes, key=lambda b: b.w * b.h, reverse=True)

@@ -1,0 +1,83 @@
+"""Evaluate a checkpoint: ``python -m model_server.evaluate --data PATH [--split PrivateTest] [--json]``.
+
+With --json the last printed line is one JSON object (accuracy, macro_f1, n, split, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model
+from .classifier import pick_device
+from .data import SPLITS, DataError, load_faces
+from .imaging import encode_image
+from .metrics import classification_report, draw_confusion_matrix
+from .train import predict_probabilities
+
+
+def evaluate(checkpoint: str | Path, data: str | Path, split: str, flip_tta: bool, device: str = "auto") -> dict:
+    """Report for one split, with the TTA setting asked for and, for comparison, the other one."""
+    model, card = load_model(checkpoint)
+    model = model.to(pick_device(device), memory_format=torch.channels_last)
+    faces = load_faces(data).split(split)
+    if len(faces) == 0:
+        raise DataError(f"{data}: split {split} is empty")
+    images, labels = torch.from_numpy(faces.images), faces.labels
+    report = {"split": split, "checkpoint": str(checkpoint), "model_version": card.version, "tta": flip_tta}
+    probabilities = predict_probabilities(model, images, card.preprocessing, flip_tta=flip_tta).numpy()
+    report.update(classification_report(probabilities, labels, card.labels))
+    other = predict_probabilities(model, images, card.preprocessing, flip_tta=not flip_tta).numpy()
+    other_report = classification_report(other, labels, card.labels)
+    report["without_tta" if flip_tta else "with_tta"] = {
+        key: other_report[key] for key in ("accuracy", "macro_f1", "top2_accuracy", "six_class_accuracy")}
+    report["per_class_recall_other_tta"] = {name: c["recall"] for name, c in other_report["per_class"].items()}
+    return report
+
+
+def print_report(report: dict) -> None:
+    """Human-readable summary table."""
+    print(f"{report['split']}  n={report['n']}  model={report['model_version']}  tta={report['tta']}")
+    print(f"accuracy {report['accuracy']:.4f}  macro-F1 {report['macro_f1']:.4f}  "
+          f"top-2 {report['top2_accuracy']:.4f}  six-class {report['six_class_accuracy']:.4f}")
+    print(f"{'class':10s} {'precision':>9s} {'recall':>7s} {'f1':>6s} {'support':>8s}")
+    for name, row in report["per_class"].items():
+        print(f"{name:10s} {row['precision']:9.3f} {row['recall']:7.3f} {row['f1']:6.3f} {row['support']:8d}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; exits 2 with a message on a bad checkpoint or data path."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="default: the shipped model")
+    parser.add_argument("--data", required=True, help="fer2013.npz, fer2013.csv or an image folder")
+    parser.add_argument("--split", default="PrivateTest", choices=SPLITS)
+    parser.add_argument("--no-tta", action="store_true", help="score without mirrored test-time augmentation")
+    parser.add_argument("--out", type=Path, help="folder for report.json and confusion.png")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line")
+    args = parser.parse_args(argv)
+    try:
+        report = evaluate(args.checkpoint, args.data, args.split, flip_tta=not args.no_tta, device=args.device)
+    except (CheckpointError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "report.json").write_text(json.dumps(report, indent=2))
+        title = f"{report['model_version']} on {args.split}: accuracy {report['accuracy'] * 100:.1f}%"
+        picture = draw_confusion_matrix(np.array(report["confusion_matrix"]),
+                                        list(report["per_class"]), title)
+        (args.out / "confusion.png").write_bytes(encode_image(picture, "PNG"))
+    print_report(report)
+    if args.json:
+        print(json.dumps({k: v for k, v in report.items() if k != "confusion_matrix"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -219,7 +219,7 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
             scheduler.step()
             seen += len(labels)
             correct += int((logits.argmax(dim=1) == labels).sum())
-            loss_sum += float(loss) * len(labels)
+            loss_sum += float(loss.detach()) * len(labels)
             bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
                             lr=f"{scheduler.get_last_lr()[0]:.4f}")
         bar.close()

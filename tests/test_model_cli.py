@@ -1,0 +1,113 @@
+"""Training, evaluation and prediction from the command line, on generated data."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from model_server import data as data_module
+from model_server import train as train_module
+from model_server.checkpoint import load_model
+from model_helpers import FER_DATA, astronaut_rgb, tiny_checkpoint, write_fer_csv
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_module(module, *args):
+    """Run ``python -m module args`` from the project root and return the finished process."""
+    return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_training_never_reads_private_test_and_resumes(tmp_path, monkeypatch):
+    data = write_fer_csv(tmp_path / "fer.csv", rows_per_split=(70, 14, 14))
+    requested = []
+    original_split = data_module.FaceSet.split
+    monkeypatch.setattr(data_module.FaceSet, "split",
+                        lambda self, name: requested.append(name) or original_split(self, name))
+    out = tmp_path / "run"
+    args = ["--data", str(data), "--out-dir", str(out), "--epochs", "2", "--batch-size", "32",
+            "--architecture-kwargs", '{"widths": [8, 8, 8, 8]}', "--soft-label-weight", "0.3", "--mixup-alpha", "0.2"]
+    config, resume = train_module.resolve_config(args)
+    assert config.epochs == 2 and config.architecture_kwargs == {"widths": [8, 8, 8, 8]} and not resume
+    train_module.train(config)
+    assert "PrivateTest" not in requested and "PublicTest" in requested
+    history = json.loads((out / "history.json").read_text())
+    assert [h["epoch"] for h in history] == [1, 2]
+    model, card = load_model(out / "best.pt")
+    assert card.training_config["soft_label_weight"] == 0.3
+    assert card.metrics["public_test_accuracy"] == max(h["public_test_accuracy"] for h in history)
+    assert json.loads((out / "config.json").read_text())["epochs"] == 2
+    # Resuming a finished run trains no more epochs and keeps the history.
+    train_module.train(config, resume=True)
+    assert len(json.loads((out / "history.json").read_text())) == 2
+
+
+def test_config_file_then_flags_override_defaults(tmp_path):
+    config_file = tmp_path / "c.json"
+    config_file.write_text(json.dumps({"epochs": 7, "max_lr": 0.01}))
+    config, _ = train_module.resolve_config(["--config", str(config_file), "--max-lr", "0.2", "--flip", "false"])
+    assert (config.epochs, config.max_lr, config.flip) == (7, 0.2, False)
+    config_file.write_text(json.dumps({"epochz": 7}))
+    with pytest.raises(SystemExit):
+        train_module.resolve_config(["--config", str(config_file)])
+
+
+def test_evaluate_prints_a_json_report_and_draws_the_confusion_matrix(tmp_path):
+    data = write_fer_csv(tmp_path / "fer.csv", rows_per_split=(7, 7, 21))
+    checkpoint = tiny_checkpoint(tmp_path / "m.pt")
+    result = run_module("model_server.evaluate", "--checkpoint", checkpoint, "--data", data, "--json",
+                        "--out", tmp_path / "report")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["split"] == "PrivateTest" and report["n"] == 21
+    assert 0 <= report["accuracy"] <= report["top2_accuracy"] <= 1
+    assert set(report["per_class"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
+    assert "without_tta" in report and 0 <= report["macro_f1"] <= 1
+    picture = Image.open(tmp_path / "report" / "confusion.png")
+    assert picture.size[0] > 300
+    assert json.loads((tmp_path / "report" / "report.json").read_text())["n"] == 21
+
+
+def test_evaluate_with_a_missing_checkpoint_says_so(tmp_path):
+    result = run_module("model_server.evaluate", "--checkpoint", tmp_path / "none.pt", "--data", tmp_path)
+    assert result.returncode == 2
+    assert "checkpoint not found" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_predict_prints_faces_and_annotates(tmp_path):
+    photo = tmp_path / "astronaut.jpg"
+    Image.fromarray(astronaut_rgb()).save(photo)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(photo.read_bytes()[:500])
+    checkpoint = tiny_checkpoint(tmp_path / "m.pt")
+    result = run_module("model_server.predict", photo, broken, "--checkpoint", checkpoint,
+                        "--annotate", tmp_path / "out.png")
+    assert result.returncode == 1  # one of the two images was unreadable
+    first, second = (json.loads(line) for line in result.stdout.strip().splitlines())
+    assert len(first["faces"]) == 1 and first["faces"][0]["top"] in first["faces"][0]["emotions"]
+    assert set(first["faces"][0]["six_class"]) == {"angry", "fear", "happy", "sad", "surprise", "neutral"}
+    assert "error" in second and "Traceback" not in result.stderr
+    annotated = np.asarray(Image.open(tmp_path / "out-0.png"))
+    assert annotated.shape == astronaut_rgb().shape and not np.array_equal(annotated, astronaut_rgb())
+
+
+def test_predict_with_a_corrupt_checkpoint_says_so(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"junk")
+    result = run_module("model_server.predict", tmp_path / "x.png", "--checkpoint", bad)
+    assert result.returncode == 2 and "corrupt" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.data
+@pytest.mark.skipif(not FER_DATA.exists(), reason=f"FER2013 not found at {FER_DATA}")
+def test_shipped_model_reaches_69_percent_on_private_test():
+    result = run_module("model_server.evaluate", "--data", FER_DATA, "--split", "PrivateTest", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["n"] == 3589
+    assert report["accuracy"] >= 0.69

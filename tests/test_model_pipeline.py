@@ -1,0 +1,144 @@
+"""Detection, cropping, classification and dynamic batching on generated images and a real portrait."""
+
+import threading
+
+import numpy as np
+import pytest
+
+from model_server.api import Box, FaceResult, Predictor
+from model_server.batching import DynamicBatcher
+from model_server.classifier import EmotionClassifier
+from model_server.detector import HaarFaceDetector, square_box
+from model_server.pipeline import EmotionPipeline, create_pipeline
+from model_helpers import astronaut_rgb, tiny_checkpoint
+
+# The astronaut's face in skimage's 512x512 portrait, measured by hand.
+ASTRONAUT_FACE = Box(175, 65, 95, 95)
+
+
+@pytest.fixture(scope="module")
+def tiny_pipeline(tmp_path_factory):
+    checkpoint = tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+    pipeline = create_pipeline(checkpoint)
+    yield pipeline
+    pipeline.close()
+
+
+def test_box_refuses_empty_or_negative_sizes():
+    with pytest.raises(ValueError):
+        Box(0, 0, 0, 10)
+    with pytest.raises(ValueError):
+        Box(-1, 0, 5, 5)
+    assert Box(0, 0, 10, 10).iou(Box(5, 0, 10, 10)) == pytest.approx(1 / 3)
+
+
+def test_square_box_grows_and_clips_to_the_image():
+    # 30 px tall + 10% per side = 36 px square around the centre (10, 25), cut at the left edge.
+    assert square_box(Box(0, 10, 20, 30), margin=0.1, width=100, height=100) == Box(0, 7, 28, 36)
+    assert square_box(Box(40, 40, 20, 20), margin=0.0, width=100, height=100) == Box(40, 40, 20, 20)
+    assert square_box(Box(99, 99, 1, 1), margin=0.0, width=100, height=100) is None
+
+
+def test_the_pipeline_satisfies_the_predictor_contract(tiny_pipeline):
+    assert isinstance(tiny_pipeline, Predictor)
+    assert tiny_pipeline.info.version == "test-tiny"
+
+
+def test_the_detector_finds_the_astronauts_face():
+    boxes = HaarFaceDetector().detect(astronaut_rgb().mean(axis=2).astype(np.uint8))
+    assert len(boxes) == 1
+    assert boxes[0].iou(ASTRONAUT_FACE) > 0.6
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (5, 7), (480, 640, 3), (64, 64, 4), (2000, 50, 3)])
+def test_images_without_faces_give_no_faces_not_errors(tiny_pipeline, shape):
+    image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    analysis = tiny_pipeline.analyze(image)
+    assert analysis.faces == ()
+    assert (analysis.height, analysis.width) == shape[:2]
+
+
+def test_every_face_in_a_group_photo_is_found_and_classified(tiny_pipeline):
+    face = astronaut_rgb()[40:200, 150:300]
+    group = np.full((200, 480, 3), 128, np.uint8)
+    group[20:180, 10:160], group[20:180, 170:320], group[20:180, 330:480] = face, face[:, ::-1], face
+    analysis = tiny_pipeline.analyze(group)
+    assert len(analysis.faces) == 3
+    for face_result in analysis.faces:
+        assert sum(face_result.probabilities) == pytest.approx(1, abs=1e-4)
+        assert face_result.top in face_result.emotions
+    centres = sorted(f.box.x + f.box.w / 2 for f in analysis.faces)
+    assert centres[0] < 160 < centres[1] < 320 < centres[2]
+
+
+def test_grayscale_and_colour_images_agree(tiny_pipeline):
+    rgb = astronaut_rgb()
+    gray = rgb.mean(axis=2).astype(np.uint8)
+    colour_faces = tiny_pipeline.analyze(rgb).faces
+    gray_faces = tiny_pipeline.analyze(gray).faces
+    assert len(colour_faces) == len(gray_faces) == 1
+    np.testing.assert_allclose(colour_faces[0].probabilities, gray_faces[0].probabilities, atol=0.05)
+
+
+def test_the_shipped_model_sees_the_smiling_astronaut_as_happy():
+    pipeline = create_pipeline(batching=False)
+    faces = pipeline.analyze(astronaut_rgb()).faces
+    assert len(faces) == 1
+    assert faces[0].top == "happy" and faces[0].emoji == "\U0001F604"
+    assert faces[0].emotions["happy"] > 0.5
+    assert pipeline.info.metrics["private_test_accuracy"] >= 0.69
+
+
+def test_flip_tta_is_the_mean_of_a_face_and_its_mirror(tmp_path):
+    checkpoint = tiny_checkpoint(tmp_path / "t.pt")
+    plain, tta = EmotionClassifier(checkpoint, flip_tta=False), EmotionClassifier(checkpoint, flip_tta=True)
+    face = np.random.default_rng(1).integers(0, 256, (60, 60), dtype=np.uint8)
+    expected = (plain.classify([face]) + plain.classify([face[:, ::-1].copy()])) / 2
+    np.testing.assert_allclose(tta.classify([face]), expected, atol=1e-5)
+
+
+def test_batcher_answers_every_caller_with_its_own_rows_and_merges_batches():
+    gate = threading.Event()
+
+    def classify(crops):
+        gate.wait(5)  # hold the first batch so the other callers queue up behind it
+        return np.array([[float(c[0, 0])] for c in crops])
+
+    batcher = DynamicBatcher(classify, max_batch=64, max_wait_ms=20)
+    results = {}
+
+    def call(value):
+        results[value] = batcher.classify([np.full((2, 2), value), np.full((2, 2), value + 100)])
+
+    threads = [threading.Thread(target=call, args=(v,)) for v in range(8)]
+    for thread in threads:
+        thread.start()
+    gate.set()
+    for thread in threads:
+        thread.join(10)
+    batcher.close()
+    assert {v: r[:, 0].tolist() for v, r in results.items()} == {v: [v, v + 100] for v in range(8)}
+    assert batcher.batches_run < 8
+
+
+def test_a_failing_batch_answers_its_callers_and_the_batcher_lives_on():
+    calls = []
+
+    def classify(crops):
+        calls.append(len(crops))
+        if len(calls) == 1:
+            raise RuntimeError("boom")
+        return np.zeros((len(crops), 7))
+
+    batcher = DynamicBatcher(classify, max_wait_ms=0)
+    with pytest.raises(RuntimeError, match="boom"):
+        batcher.classify([np.zeros((2, 2))])
+    assert batcher.classify([np.zeros((2, 2))]).shape == (1, 7)
+    batcher.close()
+
+
+def test_face_result_top_and_emotions():
+    result = FaceResult(Box(1, 2, 3, 4), (0.1, 0.0, 0.0, 0.2, 0.0, 0.6, 0.1))
+    assert result.top == "surprise" and result.emotions["happy"] == pytest.approx(0.2)
+    with pytest.raises(ValueError):
+        FaceResult(Box(1, 2, 3, 4), (1.0,))

@@ -27,8 +27,8 @@ _CLASS_ALIASES = {
     "sadness": "sad", "surprised": "surprise",
 }
 # FER+ vote columns: neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF.
-# Index of each FER2013 class in that order; contempt counts toward disgust, unknown/NF are dropped.
-_FERPLUS_TO_FER = {0: 4, 1: 5, 2: 6, 3: 1, 4: 3, 5: 2, 6: 0}
+# FER+ column → FER2013 class index; contempt counts toward disgust, unknown/NF are dropped.
+_FERPLUS_TO_FER = {0: 6, 1: 3, 2: 5, 3: 4, 4: 0, 5: 1, 6: 2}
 _FERPLUS_CONTEMPT, _FERPLUS_DISGUST_TARGET = 7, 1
 
 

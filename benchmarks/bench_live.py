@@ -1,0 +1,153 @@
+"""Live webcam load on a real server: N simulated cameras send ack-paced 640x480 JPEGs of a face to /live.
+
+    .venv/bin/python benchmarks/bench_live.py                          # real model, 1/4/16 clients, 120 s soak
+    .venv/bin/python benchmarks/bench_live.py --fake --seconds 3 --soak 5   # the test predictor (web stack only)
+
+The server runs as the README runs it (``python -m webapp``, eventlet) in a subprocess. Prints per N the
+frames answered per second per client and the round-trip p50/p95, then the server's RSS during a soak.
+Targets on a 2-core CPU: N=1 at least 15 frames/s with p95 under 80 ms; N=4 at least 8 frames/s per client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import socketio
+from PIL import Image
+
+from bench_upload import FAKE_SPEC, free_port, start_server, wait_healthy
+
+MAX_FPS = 30  # the browser's own pace (the server's LIVE_MAX_FPS); clients never send faster
+
+
+def face_frame_jpeg() -> bytes:
+    """scikit-image's astronaut (one face) placed in a 640x480 frame, as the browser would send it."""
+    from skimage.data import astronaut
+
+    frame = np.full((480, 640, 3), 90, np.uint8)
+    frame[40:440, 120:520] = np.asarray(Image.fromarray(astronaut()).resize((400, 400), Image.BILINEAR))
+    buffer = io.BytesIO()
+    Image.fromarray(frame).save(buffer, format="JPEG", quality=70)
+    return buffer.getvalue()
+
+
+class Camera(threading.Thread):
+    """One simulated webcam: connects, then sends the next frame only when the previous answer arrived."""
+
+    def __init__(self, url: str, frame: bytes, start: threading.Barrier, stop: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.url, self.frame, self.start_barrier, self.stop_event = url, frame, start, stop
+        self.rtts_ms: list[float] = []
+        self.errors: dict[str, int] = {}
+        self.faces: set[int] = set()
+
+    def run(self) -> None:
+        """Connect, wait for the others, stream until stopped."""
+        client = socketio.Client()
+        client.connect(self.url, namespaces=["/live"], transports=["websocket"])
+        try:
+            self.start_barrier.wait()
+            while not self.stop_event.is_set():
+                sent = time.perf_counter()
+                answer = client.call("frame", self.frame, namespace="/live", timeout=60)
+                elapsed = time.perf_counter() - sent
+                if "faces" in answer:
+                    self.rtts_ms.append(elapsed * 1000)
+                    self.faces.add(len(answer["faces"]))
+                else:
+                    code = answer.get("error", "dropped")
+                    self.errors[code] = self.errors.get(code, 0) + 1
+                time.sleep(max(0.0, 1 / MAX_FPS - elapsed))
+        finally:
+            client.disconnect()
+
+
+def run_clients(url: str, frame: bytes, count: int, seconds: float) -> list[Camera]:
+    """Stream from ``count`` cameras at once for ``seconds``; returns the finished cameras."""
+    start, stop = threading.Barrier(count + 1), threading.Event()
+    cameras = [Camera(url, frame, start, stop) for _ in range(count)]
+    for camera in cameras:
+        camera.start()
+    start.wait(timeout=60)
+    time.sleep(seconds)
+    stop.set()
+    for camera in cameras:
+        camera.join(timeout=120)
+    return cameras
+
+
+def percentile(values: list[float], q: float) -> float:
+    """Nearest-rank percentile (0 for no values)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else 0.0
+
+
+def report(count: int, seconds: float, cameras: list[Camera]) -> None:
+    """One line per client count: frames/s per client, round trip p50/p95, errors."""
+    per_client = [len(camera.rtts_ms) / seconds for camera in cameras]
+    rtts = [rtt for camera in cameras for rtt in camera.rtts_ms]
+    errors: dict[str, int] = {}
+    for camera in cameras:
+        for code, number in camera.errors.items():
+            errors[code] = errors.get(code, 0) + number
+    faces = sorted(set().union(*(camera.faces for camera in cameras)))
+    print(f"N={count:<3d} frames/s per client: mean {statistics.mean(per_client):5.1f}  min {min(per_client):5.1f}   "
+          f"round trip p50 {percentile(rtts, 0.5):6.1f} ms  p95 {percentile(rtts, 0.95):6.1f} ms   "
+          f"faces/frame {faces}  not answered {errors or 0}", flush=True)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process in MB (VmRSS from /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def soak(url: str, frame: bytes, pid: int, count: int, seconds: float) -> None:
+    """Stream for a long time in slices, printing the server's RSS after each, to show memory stays flat."""
+    print(f"soak: {count} clients for {seconds:.0f} s; server RSS at start {rss_mb(pid):.0f} MB", flush=True)
+    slices = max(1, int(seconds // 30))
+    for number in range(slices):
+        run_clients(url, frame, count, seconds / slices)
+        print(f"  after {(number + 1) * seconds / slices:5.0f} s: RSS {rss_mb(pid):.0f} MB", flush=True)
+
+
+def main() -> None:
+    """Start the server, run each client count, then the soak."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clients", default="1,4,16", help="comma-separated client counts")
+    parser.add_argument("--seconds", type=float, default=20.0, help="streaming time per client count")
+    parser.add_argument("--soak", type=float, default=120.0, help="length of the memory soak (0: none)")
+    parser.add_argument("--soak-clients", type=int, default=4)
+    parser.add_argument("--fake", action="store_true", help="use the fake test predictor (no weights needed)")
+    parser.add_argument("--predictor", help="predictor spec (default: the app's real pipeline)")
+    args = parser.parse_args()
+    predictor = FAKE_SPEC if args.fake else args.predictor
+    frame, port = face_frame_jpeg(), free_port()
+    url = f"http://127.0.0.1:{port}"
+    with tempfile.TemporaryDirectory() as workdir:
+        server = start_server(port, Path(workdir), predictor)
+        try:
+            wait_healthy(url, server)
+            print(f"640x480 JPEG frames of {len(frame) / 1024:.0f} KB, predictor {predictor or 'default'}, "
+                  f"paced by ack (at most {MAX_FPS}/s per client)", flush=True)
+            run_clients(url, frame, 1, 2.0)  # warm-up: first connections, first batches
+            for count in (int(n) for n in args.clients.split(",")):
+                report(count, args.seconds, run_clients(url, frame, count, args.seconds))
+            if args.soak > 0:
+                soak(url, frame, server.pid, args.soak_clients, args.soak)
+        finally:
+            server.terminate()
+            server.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Corrections, consent to keep crops, deletion of rows and files, and the training export."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import func, select
+
+from model_server.data import load_folder
+from model_server.labels import EMOTIONS
+from web_helpers import image_bytes, make_config, upload
+from webapp import create_app
+from webapp.db import get_session
+from webapp.models import Correction, Face
+
+
+def _feedback(client, analysis_id, emotion="happy", face_index=0, consent=False, token=None):
+    headers = {"X-Delete-Token": token} if token else {}
+    return client.post("/api/v1/feedback", json={"analysis_id": analysis_id, "face_index": face_index,
+                                                 "emotion": emotion, "consent_crop": consent}, headers=headers)
+
+
+def _files(app, kind):
+    folder = Path(app.config["MEDIA_DIR"]) / kind
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
+def test_a_correction_is_stored_without_a_crop_by_default(app, client):
+    analysis = upload(client).get_json()
+    response = _feedback(client, analysis["id"], "Surprise")
+    assert response.status_code == 201
+    body = response.get_json()
+    assert body["emotion"] == "surprise" and body["consent_crop"] is False and body["crop_stored"] is False
+    assert _files(app, "crops") == []
+    with app.app_context():
+        assert get_session().scalar(select(func.count()).select_from(Correction)) == 1
+
+
+def test_consent_keeps_the_face_crop(app, client):
+    analysis = upload(client).get_json()
+    body = _feedback(client, analysis["id"], "sad", consent=True, token=analysis["delete_token"]).get_json()
+    assert body["crop_stored"] is True
+    [crop] = _files(app, "crops")
+    assert crop.suffix == ".png"
+
+
+def test_only_the_owner_may_consent_to_a_crop(client):
+    analysis = upload(client).get_json()
+    response = _feedback(client, analysis["id"], consent=True)
+    assert response.status_code == 403 and response.get_json()["error"] == "forbidden"
+    assert _feedback(client, analysis["id"], consent=False).status_code == 201  # anyone may correct
+
+
+def test_consent_after_the_crop_left_memory_is_409(tmp_path):
+    app = create_app(make_config(tmp_path, IMAGE_CACHE_SECONDS=0))
+    client = app.test_client()
+    analysis = upload(client).get_json()
+    response = _feedback(client, analysis["id"], consent=True, token=analysis["delete_token"])
+    assert response.status_code == 409 and response.get_json()["error"] == "crop_unavailable"
+
+
+def test_unknown_analysis_or_face_is_404_and_bad_emotion_422(client):
+    analysis = upload(client).get_json()
+    assert _feedback(client, "nope").status_code == 404
+    missing_face = _feedback(client, analysis["id"], face_index=3)
+    assert missing_face.status_code == 404 and "no face 3" in missing_face.get_json()["message"]
+    bad = _feedback(client, analysis["id"], emotion="bored")
+    assert bad.status_code == 422 and bad.get_json()["error"] == "invalid_emotion"
+    assert "angry" in bad.get_json()["message"]
+
+
+def test_delete_removes_rows_and_only_unshared_files(app, client):
+    same = image_bytes(seed=7)
+    first, second = upload(client, same).get_json(), upload(client, same).get_json()
+    for analysis in (first, second):
+        _feedback(client, analysis["id"], "fear", consent=True, token=analysis["delete_token"])
+    [shared_crop] = _files(app, "crops")  # identical crops are stored once
+    client.delete(f"/api/v1/analyses/{first['id']}", headers={"X-Delete-Token": first["delete_token"]})
+    assert _files(app, "crops") == [shared_crop]  # still used by the second analysis
+    with app.app_context():
+        assert get_session().scalar(select(func.count()).select_from(Face)) == 1
+    client.delete(f"/api/v1/analyses/{second['id']}", headers={"X-Delete-Token": second["delete_token"]})
+    assert _files(app, "crops") == []
+    with app.app_context():
+        assert get_session().scalar(select(func.count()).select_from(Correction)) == 0
+
+
+def test_export_writes_a_folder_the_training_loader_reads(app, client, tmp_path):
+    labels = ["happy", "sad", "happy"]
+    for seed, label in enumerate(labels):
+        analysis = upload(client, image_bytes(seed=seed)).get_json()
+        _feedback(client, analysis["id"], label, consent=True, token=analysis["delete_token"])
+    _feedback(client, upload(client).get_json()["id"], "angry")  # no consent: not exported
+    out = tmp_path / "export"
+    result = app.test_cli_runner().invoke(args=["export-corrections", str(out)])
+    assert result.exit_code == 0 and "exported 3" in result.output
+    with open(out / "corrections.csv") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [row["emotion"] for row in rows] == labels
+    assert all((out / row["file"]).is_file() and row["file"].startswith(row["emotion"] + "/") for row in rows)
+    faces = load_folder(out)
+    assert faces.images.shape == (3, 48, 48)
+    assert sorted(faces.labels.tolist()) == sorted(EMOTIONS.index(label) for label in labels)
+    assert np.all(faces.usage == 0)

@@ -1,0 +1,77 @@
+"""Configuration: class defaults, then ``EMO_*`` environment variables, then a test override dict."""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+
+class Config:
+    """Every knob of the web app in one place; each can be set by ``EMO_<NAME>`` in the environment."""
+
+    SECRET_KEY: str | None = None  # None: a random key is created once and kept in instance/secret_key
+    # None: SQLite file in the instance folder. DATABASE_URL (no prefix) is honoured too, as hosts set it.
+    DATABASE_URL: str | None = None
+    DATABASE_SCHEMA: str | None = None  # PostgreSQL schema to use (tests use a throwaway one)
+    MEDIA_DIR: str | None = None  # None: instance/media; consented crops and kept photos, named by sha256
+
+    PREDICTOR: str = "model_server.pipeline:create_pipeline"  # "module:factory", imported at start-up only
+    CHECKPOINT: str | None = None  # None: the predictor's bundled weights
+    DEVICE: str = "cpu"
+    LAZY_MODEL: bool = False  # True: load the model on first use instead of in create_app
+    ASYNC_MODE: str | None = None  # None: eventlet when the process is monkey-patched, else threading
+    INFERENCE_MAX_PENDING: int = 8  # analyses waiting or running at once; more get 503 instead of queueing
+    INFERENCE_QUEUE_TIMEOUT: float = 10.0  # seconds a request may wait for a free inference slot
+
+    MAX_CONTENT_LENGTH: int = 16 * 1024 * 1024  # bytes per request; a phone photo is 3-12 MB
+    MAX_PIXELS: int = 40_000_000  # checked from the header, before decoding (decompression bombs)
+    URL_FETCH_TIMEOUT: float = 5.0  # seconds for the whole fetch of an image URL
+    URL_FETCH_MAX_BYTES: int = 10 * 1024 * 1024
+    URL_FETCH_MAX_REDIRECTS: int = 3
+    URL_FETCH_ALLOW_LOOPBACK: bool = False  # tests only: lets a test serve images from 127.0.0.1
+
+    # Consent to keep a face crop can arrive a little after the upload, so crops wait in memory this long.
+    IMAGE_CACHE_SECONDS: int = 600
+    IMAGE_CACHE_MAX_BYTES: int = 64 * 1024 * 1024
+
+    RATELIMIT_STORAGE_URI: str = "memory://"  # e.g. redis://localhost:6379 when several workers share limits
+    RATELIMIT_ENABLED: bool = True
+    PREDICT_RATE_LIMIT: str = "30 per minute"
+    FEEDBACK_RATE_LIMIT: str = "60 per minute"
+    PROXY_FIX_HOPS: int = 0  # proxies in front of the app whose X-Forwarded-For is trusted (rate limits)
+
+    # Live webcam (/live): a 480 px JPEG at quality 0.7 is ~30 KB, so 512 KB leaves room for a 1080p camera.
+    LIVE_MAX_FRAME_BYTES: int = 512 * 1024
+    LIVE_MAX_PIXELS: int = 1920 * 1080
+    LIVE_MAX_FPS: int = 30  # per connection (token bucket, one second of burst); the browser paces by ack anyway
+    LIVE_CORRECTIONS_PER_MINUTE: int = 20  # each one re-analyses the frame and writes rows
+    # Socket.IO engine cap; bigger messages close the connection, so it sits above LIVE_MAX_FRAME_BYTES
+    # (frames in between get a polite "too_large" and the stream goes on).
+    SOCKETIO_MAX_MESSAGE_BYTES: int = 1024 * 1024
+    SOCKETIO_ALLOWED_ORIGINS: str | None = None  # None: same origin only; else an origin (or a list in tests)
+
+    SESSION_COOKIE_SAMESITE: str = "Lax"
+    WTF_CSRF_TIME_LIMIT: int | None = None  # the token lives as long as the session; pages stay open for hours
+
+
+def _parse(raw: str, default: Any) -> Any:
+    """Convert an environment string to the type of the default it replaces."""
+    if isinstance(default, bool):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    return raw or None
+
+
+def load_config(environ: Mapping[str, str], test_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Resolve the configuration: class defaults, then EMO_* variables, then the test dict."""
+    config = {name: getattr(Config, name) for name in dir(Config) if name.isupper()}
+    if environ.get("DATABASE_URL"):
+        config["DATABASE_URL"] = environ["DATABASE_URL"]
+    for name, default in list(config.items()):
+        if f"EMO_{name}" in environ:
+            config[name] = _parse(environ[f"EMO_{name}"], default)
+    config.update(test_config or {})
+    return config
+

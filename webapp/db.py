@@ -1,0 +1,76 @@
+"""One engine per app, a session scoped to the app context, and migrations run at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from flask import Flask, current_app
+from flask.globals import app_ctx
+from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy.orm import Session, scoped_session, sessionmaker
+
+MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+@dataclass
+class Database:
+    """The app's engine and its app-context-scoped session factory (kept in app.extensions)."""
+
+    engine: Engine
+    session: scoped_session[Session]
+
+
+def make_engine(url: str, schema: str | None = None) -> Engine:
+    """Create an engine; SQLite gets foreign keys and cross-thread use, PostgreSQL an optional schema."""
+    connect_args: dict = {}
+    if url.startswith("sqlite"):
+        # Requests may be served from several threads (threading mode); each checks out its own connection.
+        connect_args["check_same_thread"] = False
+    elif schema:
+        connect_args["options"] = f"-csearch_path={schema}"
+    engine = create_engine(url, connect_args=connect_args, pool_pre_ping=True)
+    if url.startswith("sqlite"):
+        @event.listens_for(engine, "connect")
+        def _enable_foreign_keys(dbapi_connection, _record) -> None:
+            """SQLite ignores ON DELETE CASCADE unless foreign keys are switched on per connection."""
+            dbapi_connection.execute("PRAGMA foreign_keys=ON")
+    return engine
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the database schema to the newest Alembic revision."""
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+def init_db(app: Flask) -> None:
+    """Create the app's engine and session, migrate, and remove the session when each app context ends."""
+    engine = make_engine(app.config["DATABASE_URL"], app.config.get("DATABASE_SCHEMA"))
+    upgrade(engine)
+    # One session per app context (i.e. per request or CLI command), like Flask-SQLAlchemy.
+    session = scoped_session(sessionmaker(engine, expire_on_commit=False),
+                             scopefunc=lambda: id(app_ctx._get_current_object()))
+    app.extensions["emotion_lens.db"] = Database(engine, session)
+    app.teardown_appcontext(lambda _exc: session.remove())
+
+
+def get_session() -> Session:
+    """The session of the current app context."""
+    return current_app.extensions["emotion_lens.db"].session()
+
+
+def ping() -> bool:
+    """True when the database answers a trivial query."""
+    try:
+        with current_app.extensions["emotion_lens.db"].engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return True
+    except Exception:  # noqa: BLE001 - any driver error means "not reachable"; health reports it
+        current_app.logger.warning("database ping failed", exc_info=True)
+        return False

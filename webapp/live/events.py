@@ -1,0 +1,48 @@
+"""Socket.IO handlers of the ``/live`` namespace: parse, call the live service, answer through the ack."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import request
+from flask_socketio import Namespace, emit
+
+from model_server.imaging import ImageError
+
+from ..errors import AppError
+from . import service
+
+log = logging.getLogger(__name__)
+
+
+class LiveNamespace(Namespace):
+    """The live webcam stream; every event below is sent by ``static/live.js`` (or a script doing the same)."""
+
+    def on_connect(self, _auth: Any = None) -> None:
+        """Sent by the browser when the visitor starts the camera."""
+        service.connect(request.sid)
+
+    def on_disconnect(self, _reason: Any = None) -> None:
+        """Sent when the visitor stops the camera or leaves the page (or the connection drops)."""
+        service.disconnect(request.sid)
+
+    def on_frame(self, data: Any) -> dict[str, Any]:
+        """Sent by the browser with one JPEG frame (binary) after the previous frame's answer arrived."""
+        return service.analyse_frame(request.sid, data)
+
+    def on_correction(self, payload: Any) -> dict[str, Any]:
+        """Sent by the "that's wrong" form with the frozen frame, the chosen emotions and the consent."""
+        return service.store_correction(request.sid, payload)
+
+
+def live_error(error: Exception) -> dict[str, str]:
+    """Any error in a /live handler: an ``error`` event plus the same body as the ack; the stream goes on."""
+    if isinstance(error, (AppError, ImageError)):
+        body = {"error": error.code, "message": str(error)}
+    else:
+        # Tracebacks go to the log only; the client gets a generic message.
+        log.error("unhandled error in /live %s", request.event.get("message"), exc_info=error)
+        body = {"error": "internal_error", "message": "something went wrong on our side; the stream goes on"}
+    emit("error", body)
+    return body

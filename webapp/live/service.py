@@ -1,0 +1,274 @@
+"""Live webcam frames: per-connection limits, newest-frame-only analysis, face tracks, live corrections.
+
+Frames live only in memory for the length of one analysis; nothing here writes a frame to disk.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from flask import current_app, url_for
+
+from model_server.api import Box, FaceResult
+from model_server.imaging import decode_image
+
+from .. import inference, services
+from ..api import correction_dict, face_json
+from ..errors import AppError, Conflict, InvalidInput
+
+_JPEG_MAGIC = b"\xff\xd8\xff"  # every JPEG starts with SOI followed by a marker
+_TRACK_MIN_IOU = 0.3  # boxes of one face in consecutive frames overlap far more than this at webcam rates
+_TRACK_MAX_MISSED = 5  # frames a face may go undetected (a blink, a turned head) before its track ends
+
+
+class RateLimited(AppError):
+    """The connection sends faster than its budget."""
+
+    status = 429
+    code = "rate_limited"
+
+
+class BadFrame(AppError):
+    """The payload is not a JPEG frame we accept (too large, wrong type, wrong format)."""
+
+    status = 422
+    code = "invalid_frame"
+
+
+class NotConnected(AppError):
+    """An event for a connection that has already closed."""
+
+    status = 409
+    code = "not_connected"
+
+
+class TokenBucket:
+    """``rate`` tokens a second, holding at most ``burst``; each event spends one."""
+
+    def __init__(self, rate: float, burst: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate, self.burst, self._clock = rate, burst, clock
+        self._tokens, self._stamp = burst, clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """Spend one token if there is one."""
+        with self._lock:
+            now = self._clock()
+            self._tokens = min(self.burst, self._tokens + (now - self._stamp) * self.rate)
+            self._stamp = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
+
+
+class NewestOnly:
+    """One frame per client is analysed at a time; of the frames waiting behind it only the newest survives."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._busy = False
+        self._latest = 0  # ticket of the newest arrival; an older waiter seeing a newer ticket gives up
+
+    def enter(self) -> bool:
+        """Wait for the client's analysis slot; False when a newer frame arrived meanwhile (drop this one)."""
+        with self._changed:
+            self._latest += 1
+            ticket = self._latest
+            self._changed.notify_all()  # an older waiter wakes up, sees it is stale, and answers "dropped"
+            while self._busy and ticket == self._latest:
+                self._changed.wait()
+            if ticket != self._latest:
+                return False
+            self._busy = True
+            return True
+
+    def leave(self) -> None:
+        """Free the slot for the newest waiting frame."""
+        with self._changed:
+            self._busy = False
+            self._changed.notify_all()
+
+
+@dataclass
+class _Track:
+    id: int
+    box: Box
+    missed: int = 0
+
+
+class FaceTracker:
+    """Follows faces across one client's frames by box overlap, so the browser can smooth each face."""
+
+    def __init__(self) -> None:
+        self._tracks: list[_Track] = []
+        self._ids = itertools.count(1)
+
+    def assign(self, boxes: list[Box]) -> list[int]:
+        """Track ids for this frame's boxes: the best-overlapping previous face, or a new id."""
+        pairs = sorted(((track.box.iou(box), t, b) for t, track in enumerate(self._tracks)
+                        for b, box in enumerate(boxes)), reverse=True)
+        ids: list[int | None] = [None] * len(boxes)
+        taken: set[int] = set()
+        # Greedy by overlap: with a handful of faces this equals the optimal matching in practice.
+        for iou, t, b in pairs:
+            if iou < _TRACK_MIN_IOU:
+                break
+            if t not in taken and ids[b] is None:
+                taken.add(t)
+                ids[b] = self._tracks[t].id
+        kept = [_Track(track.id, track.box, track.missed + 1) for t, track in enumerate(self._tracks)
+                if t not in taken and track.missed < _TRACK_MAX_MISSED]
+        for b, box in enumerate(boxes):
+            ids[b] = ids[b] if ids[b] is not None else next(self._ids)
+            kept.append(_Track(ids[b], box))
+        self._tracks = kept
+        return [int(i) for i in ids]
+
+
+@dataclass
+class LiveClient:
+    """What the server keeps per live connection: budgets, the analysis slot, face tracks, frame count."""
+
+    frames: TokenBucket
+    corrections: TokenBucket
+    slot: NewestOnly = field(default_factory=NewestOnly)
+    tracker: FaceTracker = field(default_factory=FaceTracker)
+    seq: itertools.count = field(default_factory=itertools.count)
+
+
+class LiveClients:
+    """The live connections of one app by Socket.IO sid (kept in ``app.extensions``)."""
+
+    def __init__(self, config: Mapping[str, Any]) -> None:
+        self._fps = config["LIVE_MAX_FPS"]
+        self._corrections_per_minute = config["LIVE_CORRECTIONS_PER_MINUTE"]
+        self._clients: dict[str, LiveClient] = {}
+        self._lock = threading.Lock()
+
+    def add(self, sid: str) -> None:
+        """Start the budgets of a new connection."""
+        client = LiveClient(frames=TokenBucket(self._fps, self._fps),
+                            corrections=TokenBucket(self._corrections_per_minute / 60, 3))
+        with self._lock:
+            self._clients[sid] = client
+
+    def remove(self, sid: str) -> None:
+        """Forget a closed connection."""
+        with self._lock:
+            self._clients.pop(sid, None)
+
+    def get(self, sid: str) -> LiveClient:
+        """The state of a connection, or NotConnected."""
+        with self._lock:
+            client = self._clients.get(sid)
+        if client is None:
+            raise NotConnected("this live connection is closed; reconnect to go on")
+        return client
+
+    def __len__(self) -> int:
+        """How many live connections are open."""
+        return len(self._clients)
+
+
+def clients() -> LiveClients:
+    """The current app's live connections."""
+    return current_app.extensions["emotion_lens.live"]
+
+
+def connect(sid: str) -> None:
+    """Register a new live connection."""
+    clients().add(sid)
+
+
+def disconnect(sid: str) -> None:
+    """Drop a closed live connection's state."""
+    clients().remove(sid)
+
+
+def _checked_jpeg(data: Any) -> bytes:
+    """The frame as bytes if it is a JPEG within the size limit, else BadFrame with a specific code."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise BadFrame("send each frame as binary JPEG bytes (an ArrayBuffer), not text or JSON")
+    limit = current_app.config["LIVE_MAX_FRAME_BYTES"]
+    if len(data) > limit:
+        raise BadFrame(f"the frame is {len(data):,} bytes; the limit is {limit:,}", code="too_large")
+    if not data.startswith(_JPEG_MAGIC):
+        raise BadFrame("frames must be JPEG (canvas.toBlob(..., 'image/jpeg'))", code="not_jpeg")
+    return bytes(data)
+
+
+def _face_answer(index: int, face: FaceResult, track: int) -> dict[str, Any]:
+    """A face in the JSON API's shape (the API's own serializer), plus its track id."""
+    return {**face_json(index, face.box.as_dict(), face.emotions, face.top), "track": track}
+
+
+def analyse_frame(sid: str, data: Any) -> dict[str, Any]:
+    """Check, decode and analyse one webcam JPEG; answers the API's face shape plus seq and timings."""
+    client = clients().get(sid)
+    seq = next(client.seq)
+    if not client.frames.take():
+        raise RateLimited(f"more than {current_app.config['LIVE_MAX_FPS']} frames a second; "
+                          "send the next frame when the previous answer arrives")
+    jpeg = _checked_jpeg(data)
+    if not client.slot.enter():
+        return {"seq": seq, "dropped": True}
+    try:
+        started = time.perf_counter()
+        decoded = inference.run_off_loop(decode_image, jpeg, current_app.config["LIVE_MAX_PIXELS"])
+        decoded_at = time.perf_counter()
+        result = inference.analyze(decoded.rgb)
+        # Inside the slot, so tracks see this client's frames in order.
+        tracks = client.tracker.assign([face.box for face in result.faces])
+    finally:
+        client.slot.leave()
+    finished = time.perf_counter()
+    stages = result.timings_ms
+    return {"seq": seq, "width": result.width, "height": result.height,
+            "model": {"name": result.model.name, "version": result.model.version},
+            "faces": [_face_answer(i, face, track) for i, (face, track) in enumerate(zip(result.faces, tracks))],
+            "timings_ms": {"decode": round((decoded_at - started) * 1000, 2), "detect": stages.get("detect"),
+                           "classify": stages.get("classify"), "total": round((finished - started) * 1000, 2)}}
+
+
+def _checked_choices(payload: Any) -> tuple[bytes, list[tuple[int, str]], bool]:
+    """(frame, [(face index, emotion)], consent) from a correction payload, or InvalidInput."""
+    if not isinstance(payload, dict):
+        raise InvalidInput('send {"frame": JPEG bytes, "faces": [{"index", "emotion"}], "consent_crop"}')
+    faces, consent = payload.get("faces"), payload.get("consent_crop", False)
+    if not isinstance(faces, list) or not faces or not isinstance(consent, bool):
+        raise InvalidInput("faces must be a non-empty list and consent_crop true or false")
+    choices = []
+    for face in faces:
+        index, emotion = (face.get("index"), face.get("emotion")) if isinstance(face, dict) else (None, None)
+        if isinstance(index, bool) or not isinstance(index, int) or not isinstance(emotion, str):
+            raise InvalidInput("each face needs an integer index and an emotion name")
+        choices.append((index, emotion))
+    return _checked_jpeg(payload.get("frame")), choices, consent
+
+
+def store_correction(sid: str, payload: Any) -> dict[str, Any]:
+    """Store a frozen frame's analysis rows and the visitor's corrections (the face crop only with consent)."""
+    client = clients().get(sid)
+    if not client.corrections.take():
+        raise RateLimited("too many corrections in a minute; wait a moment")
+    frame, choices, consent = _checked_choices(payload)
+    # The browser sends back the very JPEG it was answered for; analysing it again gives the same faces
+    # and reuses the photo path's storage, which keeps numbers and never the frame itself.
+    outcome = services.create_analysis(frame, "camera")
+    analysis_id, token = outcome.analysis.id, outcome.delete_token
+    try:
+        corrections = [services.add_correction(analysis_id, index, emotion, consent, token)
+                       for index, emotion in choices]
+    except AppError as error:
+        services.delete_analysis(analysis_id, token)  # all or nothing: no half-corrected analysis stays
+        if error.code == "not_found":
+            raise Conflict("the faces in this frame changed; choose again", code="frame_changed") from None
+        raise
+    return {"analysis_id": analysis_id, "delete_token": token,
+            "url": url_for("pages.analysis", analysis_id=analysis_id),
+            "corrections": [correction_dict(correction) for correction in corrections]}

@@ -1,0 +1,91 @@
+"""Database tables: analyses, the faces found in them, and visitors' corrections."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from model_server.labels import EMOTIONS
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now, so SQLite and PostgreSQL rows compare the same way."""
+    return datetime.now(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every table (Alembic compares migrations against its metadata)."""
+
+
+class Analysis(Base):
+    """One analysed image: its size, the model that answered, and who may delete it."""
+
+    __tablename__ = "analyses"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random, unguessable: it is the permalink
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    model_name: Mapped[str] = mapped_column(String(100))
+    model_version: Mapped[str] = mapped_column(String(100))
+    source: Mapped[str] = mapped_column(String(16))  # upload, url or camera
+    delete_token_hash: Mapped[str] = mapped_column(String(64))  # sha256 hex; the token itself is never stored
+    photo_path: Mapped[str | None] = mapped_column(String(255))  # set only if the visitor chose to keep it
+
+    faces: Mapped[list[Face]] = relationship(back_populates="analysis", cascade="all, delete-orphan",
+                                             passive_deletes=True, order_by="Face.face_index")
+
+
+class Face(Base):
+    """One face in an analysis: its box and the seven probabilities, one column each."""
+
+    __tablename__ = "faces"
+    __table_args__ = (UniqueConstraint("analysis_id", "face_index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    analysis_id: Mapped[str] = mapped_column(ForeignKey("analyses.id", ondelete="CASCADE"), index=True)
+    face_index: Mapped[int] = mapped_column(Integer)
+    x: Mapped[int] = mapped_column(Integer)
+    y: Mapped[int] = mapped_column(Integer)
+    w: Mapped[int] = mapped_column(Integer)
+    h: Mapped[int] = mapped_column(Integer)
+    p_angry: Mapped[float] = mapped_column(Float)
+    p_disgust: Mapped[float] = mapped_column(Float)
+    p_fear: Mapped[float] = mapped_column(Float)
+    p_happy: Mapped[float] = mapped_column(Float)
+    p_sad: Mapped[float] = mapped_column(Float)
+    p_surprise: Mapped[float] = mapped_column(Float)
+    p_neutral: Mapped[float] = mapped_column(Float)
+    top: Mapped[str] = mapped_column(String(16))
+    model_version: Mapped[str] = mapped_column(String(100))
+
+    analysis: Mapped[Analysis] = relationship(back_populates="faces")
+    corrections: Mapped[list[Correction]] = relationship(back_populates="face", cascade="all, delete-orphan",
+                                                         passive_deletes=True)
+
+    @property
+    def emotions(self) -> dict[str, float]:
+        """Label → probability, in the model's label order."""
+        return {label: getattr(self, f"p_{label}") for label in EMOTIONS}
+
+    def set_emotions(self, probabilities: dict[str, float]) -> None:
+        """Fill the seven probability columns from a label → probability mapping."""
+        for label in EMOTIONS:
+            setattr(self, f"p_{label}", float(probabilities[label]))
+
+
+class Correction(Base):
+    """A visitor's "the right emotion is ..."; the face crop is kept only with their consent."""
+
+    __tablename__ = "corrections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), index=True)
+    emotion: Mapped[str] = mapped_column(String(16))
+    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    consent_crop: Mapped[bool] = mapped_column(Boolean, default=False)
+    crop_path: Mapped[str | None] = mapped_column(String(255))
+
+    face: Mapped[Face] = relationship(back_populates="corrections")

@@ -160,3 +160,23 @@ def load_faces(path: str | Path) -> FaceSet:
     if path.suffix.lower() == ".csv":
         return load_csv(path)
     raise DataError(f"{path}: expected a .npz, a .csv or a folder of images")
+
+
+def concatenate(parts: list[FaceSet]) -> FaceSet:
+    """Join data sets; rows without FER+ votes get their one-hot label as soft target when others have votes."""
+    soft = None
+    if any(part.soft_labels is not None for part in parts):
+        soft = np.concatenate([part.soft_labels if part.soft_labels is not None
+                               else np.eye(len(EMOTIONS), dtype=np.float32)[part.labels] for part in parts])
+    return FaceSet(np.concatenate([p.images for p in parts]), np.concatenate([p.labels for p in parts]),
+                   np.concatenate([p.usage for p in parts]), soft, ",".join(p.source for p in parts))
+
+
+def load_sources(spec: str) -> FaceSet:
+    """Load one data set, or several joined (comma-separated), e.g. FER2013 plus exported corrections."""
+    paths = [part.strip() for part in spec.split(",") if part.strip()]
+    if not paths:
+        raise DataError("no data path given")
+    parts = [load_faces(path) for path in paths]
+    return parts[0] if len(parts) == 1 else concatenate(parts)
+

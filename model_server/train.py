@@ -9,6 +9,7 @@ import argparse
 import dataclasses
 import json
 import math
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from tqdm import tqdm
 from . import augment
 from .classifier import pick_device
 from .checkpoint import ModelCard, read_checkpoint, save_checkpoint
-from .data import FaceSet, load_faces
+from .data import DataError, FaceSet, load_sources
 from .labels import EMOTIONS
 from .networks import create_model
 from .preprocessing import Preprocessing
@@ -32,6 +33,7 @@ from .preprocessing import Preprocessing
 class TrainConfig:
     """Every training knob in one place; a JSON file and command-line flags override these defaults."""
 
+    # One path, or several joined by commas (e.g. FER2013 plus exported visitor corrections).
     data: str = "../shared/data/fer2013/fer2013.npz"
     out_dir: str = "runs/default"
     architecture: str = "vgg_tiny"
@@ -148,8 +150,11 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
 
-    faces = load_faces(config.data)
+    faces = load_sources(config.data)
     train_set, val_set = faces.split("Training"), faces.split("PublicTest")
+    if len(train_set) == 0 or len(val_set) == 0:
+        raise DataError(f"{config.data}: training needs Training and PublicTest rows (found {len(train_set)} and "
+                        f"{len(val_set)}); add FER2013 or a folder with train/ and val/ sub-folders")
     prep = normalisation_from(train_set, config.input_size)
     # The whole data set fits in memory (and on any GPU): 29k x 48 x 48 bytes = 66 MB.
     train_images = torch.from_numpy(train_set.images).to(device)
@@ -243,11 +248,16 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     return best_path
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Command-line entry point."""
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; exits 2 with a message when the data cannot be used."""
     config, resume = resolve_config(argv)
-    train(config, resume)
+    try:
+        train(config, resume)
+    except DataError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -111,3 +111,28 @@ def test_shipped_model_reaches_69_percent_on_private_test():
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["n"] == 3589
     assert report["accuracy"] >= 0.69
+
+
+def test_training_joins_fer2013_with_exported_corrections(tmp_path):
+    data = write_fer_csv(tmp_path / "fer.csv", rows_per_split=(21, 7, 7))
+    corrections = tmp_path / "corrections"
+    for index, emotion in enumerate(["sad", "sad", "happy"]):
+        (corrections / emotion).mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((60, 60), index * 80, np.uint8)).save(corrections / emotion / f"{index}.png")
+    joined = data_module.load_sources(f"{data},{corrections}")
+    assert len(joined.split("Training")) == 24
+    assert joined.split("Training").labels[-3:].tolist() == [3, 4, 4]  # folder order: happy, sad, sad
+    out = tmp_path / "run"
+    config, _ = train_module.resolve_config(["--data", f"{data},{corrections}", "--out-dir", str(out),
+                                             "--epochs", "1", "--architecture-kwargs", '{"widths": [8, 8, 8, 8]}'])
+    train_module.train(config)
+    assert (out / "best.pt").exists()
+
+
+def test_training_without_a_validation_split_says_what_is_missing(tmp_path):
+    folder = tmp_path / "only_train" / "happy"
+    folder.mkdir(parents=True)
+    Image.fromarray(np.zeros((48, 48), np.uint8)).save(folder / "a.png")
+    result = run_module("model_server.train", "--data", folder.parent, "--out-dir", tmp_path / "run")
+    assert result.returncode == 2
+    assert "PublicTest" in result.stderr and "Traceback" not in result.stderr

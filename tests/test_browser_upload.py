@@ -2,43 +2,25 @@
 
 from __future__ import annotations
 
-import os
-import threading
 from pathlib import Path
 
 import pytest
 from PIL import Image
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
-from web_helpers import make_config
-from fakes import FAKE_SPEC
-from webapp import create_app
+from web_helpers import CHROMIUM, CHROMIUM_ARGS, CHROMIUM_MISSING, REAL_PREDICTOR, served_app
 from webapp.db import get_session
-from webapp.inference import close_predictor
 from webapp.models import Correction
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-background-networking", "--disable-component-update",
-                 "--no-first-run", "--disable-gpu"]
-# The one knob to switch this test to the real model: e.g. model_server.pipeline:create_pipeline.
-PREDICTOR = os.environ.get("EMO_BROWSER_TEST_PREDICTOR", FAKE_SPEC)
-
-pytestmark = [pytest.mark.browser, pytest.mark.slow,
-              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing "
-                                 "(apt-get install chromium); Playwright's own browsers are never downloaded")]
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                                                         reason=CHROMIUM_MISSING)]
 
 
 @pytest.fixture
 def live_app(tmp_path):
-    """The app served by a real HTTP server in a background thread (threading mode); (app, base URL)."""
-    app = create_app(make_config(tmp_path, PREDICTOR=PREDICTOR))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield app, f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    close_predictor(app)
+    """The app with the real shipped model, on a real HTTP server; (app, base URL)."""
+    with served_app(tmp_path, PREDICTOR=REAL_PREDICTOR) as served:
+        yield served
 
 
 @pytest.fixture

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -10,25 +9,15 @@ import numpy as np
 import pytest
 from PIL import Image
 from sqlalchemy import select
-from werkzeug.serving import make_server
 
-from fakes import FAKE_SPEC
-from web_helpers import make_config
-from webapp import create_app
+from web_helpers import CHROMIUM, CHROMIUM_ARGS, CHROMIUM_MISSING, REAL_PREDICTOR, served_app
 from webapp.db import get_session
-from webapp.inference import close_predictor
 from webapp.live.views import SOCKETIO_CLIENT_DIR
 from webapp.models import Correction
 
-CHROMIUM = "/usr/bin/chromium"
-REAL_WEIGHTS = Path(__file__).resolve().parent.parent / "model_server" / "weights" / "emotion_default.pt"
-# The real model when its weights are there; the fake one varies with brightness, like expressions do.
-PREDICTOR = "model_server.pipeline:create_pipeline" if REAL_WEIGHTS.exists() else FAKE_SPEC
-
 pytestmark = [
     pytest.mark.browser, pytest.mark.slow,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=f"{CHROMIUM} is missing (apt-get install chromium); "
-                       "Playwright's own browsers are never downloaded"),
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason=CHROMIUM_MISSING),
     pytest.mark.skipif(not (SOCKETIO_CLIENT_DIR / "socket.io.min.js").exists(),
                        reason="node_modules/socket.io-client is missing; run `npm install` in the repo root"),
 ]
@@ -58,14 +47,9 @@ def write_y4m(path: Path, frames: int = 12) -> None:
 
 @pytest.fixture
 def live_server(tmp_path):
-    """The app on a real HTTP server in a background thread (threading mode); (app, base URL)."""
-    app = create_app(make_config(tmp_path, PREDICTOR=PREDICTOR))
-    server = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield app, f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-    close_predictor(app)
+    """The app with the real shipped model, on a real HTTP server; (app, base URL)."""
+    with served_app(tmp_path, PREDICTOR=REAL_PREDICTOR) as served:
+        yield served
 
 
 def bar_values(page) -> list[str]:
@@ -79,9 +63,8 @@ def test_live_page_streams_the_camera(live_server, tmp_path):
     app, base_url = live_server
     clip = tmp_path / "astronaut.y4m"
     write_y4m(clip)
-    args = ["--headless=new", "--no-sandbox", "--disable-background-networking", "--disable-component-update",
-            "--no-first-run", "--disable-gpu", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-video-capture={clip}"]
+    args = CHROMIUM_ARGS + ["--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                            f"--use-file-for-fake-video-capture={clip}"]
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args)
         try:

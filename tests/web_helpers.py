@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
+import threading
 
 import numpy as np
 from PIL import Image
@@ -42,3 +44,31 @@ def upload(client, data: bytes | None = None, filename: str = "face.png", query:
     """POST an image to /api/v1/predict as multipart."""
     form = {"image": (io.BytesIO(image_bytes() if data is None else data), filename), **fields}
     return client.post(f"/api/v1/predict{query}", data=form, content_type="multipart/form-data")
+
+
+CHROMIUM = "/usr/bin/chromium"
+# Debian's Chromium, headless, with nothing phoning home (this machine has no network).
+CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-background-networking", "--disable-component-update",
+                 "--no-first-run", "--disable-gpu"]
+CHROMIUM_MISSING = (f"{CHROMIUM} is missing (apt-get install chromium); "
+                    "Playwright's own browsers are never downloaded")
+REAL_PREDICTOR = "model_server.pipeline:create_pipeline"
+
+
+@contextlib.contextmanager
+def served_app(tmp_path, **overrides):
+    """The app on a real HTTP server in a background thread (threading mode); yields (app, base URL)."""
+    from werkzeug.serving import make_server
+
+    from webapp import create_app
+    from webapp.inference import close_predictor
+
+    app = create_app(make_config(tmp_path, **overrides))
+    server = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield app, f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        close_predictor(app)

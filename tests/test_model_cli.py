@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from model_server import data as data_module
@@ -136,3 +137,22 @@ def test_training_without_a_validation_split_says_what_is_missing(tmp_path):
     result = run_module("model_server.train", "--data", folder.parent, "--out-dir", tmp_path / "run")
     assert result.returncode == 2
     assert "PublicTest" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_init_from_starts_with_the_parent_weights_and_records_its_story(tmp_path):
+    data = write_fer_csv(tmp_path / "fer.csv", rows_per_split=(14, 7, 7))
+    parent = tiny_checkpoint(tmp_path / "parent.pt")
+    config, _ = train_module.resolve_config(["--data", str(data), "--out-dir", str(tmp_path / "run"), "--epochs", "1",
+                                             "--max-lr", "0", "--init-from", str(parent)])
+    child_path = train_module.train(config)
+    child, card = load_model(child_path)
+    parent_model, _ = load_model(parent)
+    # With a zero learning rate only BatchNorm statistics move: the convolution weights are the parent's.
+    assert all(torch.equal(a, b) for (name, a), (_, b) in zip(child.state_dict().items(),
+                                                               parent_model.state_dict().items())
+               if name.endswith("weight") and a.dim() == 4)
+    assert card.training_config["parent"]["version"] == "test-tiny"
+    mismatched, _ = train_module.resolve_config(["--data", str(data), "--out-dir", str(tmp_path / "run2"),
+                                                 "--architecture", "resnet18", "--init-from", str(parent)])
+    with pytest.raises(data_module.DataError, match="not the configured resnet18"):
+        train_module.train(mismatched)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model
+from .checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model, read_checkpoint, save_checkpoint
 from .classifier import pick_device
 from .data import SPLITS, DataError, load_faces
 from .imaging import encode_image
@@ -40,6 +40,22 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str, flip_tta: boo
     return report
 
 
+def record_in_checkpoint(checkpoint: str | Path, report: dict) -> None:
+    """Store the report's headline figures in the checkpoint's model card, so the file carries its metrics."""
+    payload = read_checkpoint(checkpoint)
+    model, card = load_model(checkpoint)
+    prefix = {"PrivateTest": "private_test", "PublicTest": "public_test", "Training": "training"}[report["split"]]
+    card.metrics[f"{prefix}_accuracy"] = report["accuracy"]
+    card.metrics[f"{prefix}_macro_f1"] = report["macro_f1"]
+    card.metrics.setdefault("evaluation", {})[report["split"]] = {
+        key: report[key] for key in ("n", "tta", "accuracy", "macro_f1", "top2_accuracy", "six_class_accuracy",
+                                     "without_tta" if report["tta"] else "with_tta")}
+    card.metrics["evaluation"][report["split"]]["recall"] = {
+        name: row["recall"] for name, row in report["per_class"].items()}
+    extra = {key: value for key, value in payload.items() if key not in ("state_dict", "card")}
+    save_checkpoint(checkpoint, model, card, extra=extra)
+
+
 def print_report(report: dict) -> None:
     """Human-readable summary table."""
     print(f"{report['split']}  n={report['n']}  model={report['model_version']}  tta={report['tta']}")
@@ -60,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, help="folder for report.json and confusion.png")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
+    parser.add_argument("--record", action="store_true",
+                        help="write the headline figures into the checkpoint's model card")
     args = parser.parse_args(argv)
     try:
         report = evaluate(args.checkpoint, args.data, args.split, flip_tta=not args.no_tta, device=args.device)
@@ -73,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         picture = draw_confusion_matrix(np.array(report["confusion_matrix"]),
                                         list(report["per_class"]), title)
         (args.out / "confusion.png").write_bytes(encode_image(picture, "PNG"))
+    if args.record:
+        record_in_checkpoint(args.checkpoint, report)
     print_report(report)
     if args.json:
         print(json.dumps({k: v for k, v in report.items() if k != "confusion_matrix"}))

@@ -62,7 +62,7 @@ def test_evaluate_prints_a_json_report_and_draws_the_confusion_matrix(tmp_path):
     data = write_fer_csv(tmp_path / "fer.csv", rows_per_split=(7, 7, 21))
     checkpoint = tiny_checkpoint(tmp_path / "m.pt")
     result = run_module("model_server.evaluate", "--checkpoint", checkpoint, "--data", data, "--json",
-                        "--out", tmp_path / "report")
+                        "--out", tmp_path / "report", "--record")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["split"] == "PrivateTest" and report["n"] == 21
@@ -72,6 +72,9 @@ def test_evaluate_prints_a_json_report_and_draws_the_confusion_matrix(tmp_path):
     picture = Image.open(tmp_path / "report" / "confusion.png")
     assert picture.size[0] > 300
     assert json.loads((tmp_path / "report" / "report.json").read_text())["n"] == 21
+    _, card = load_model(checkpoint)  # --record wrote the figures into the model card
+    assert card.metrics["private_test_accuracy"] == report["accuracy"]
+    assert card.metrics["evaluation"]["PrivateTest"]["recall"]["happy"] == report["per_class"]["happy"]["recall"]
 
 
 def test_evaluate_with_a_missing_checkpoint_says_so(tmp_path):

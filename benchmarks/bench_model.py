@@ -16,6 +16,7 @@ import torch
 
 from model_server.classifier import EmotionClassifier
 from model_server.pipeline import EmotionPipeline
+from model_server.preprocessing import TTA_MODES
 
 
 def face_frame() -> np.ndarray:
@@ -55,10 +56,10 @@ def main() -> None:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for device in devices:
-        for tta in (False, True):
-            classifier = EmotionClassifier(args.checkpoint, device=device, flip_tta=tta)
+        for tta in TTA_MODES:
+            classifier = EmotionClassifier(args.checkpoint, device=device, tta=tta)
             crop = np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8)
-            label = f"[{device}{' +flip TTA' if tta else ''}]"
+            label = f"[{device} tta={tta}]"
             report(f"{label} classifier, batch 1", timed(lambda: classifier.classify([crop]), args.repeats))
             report(f"{label} classifier, batch 32", timed(lambda: classifier.classify([crop] * 32), args.repeats // 4),
                    items=32)

@@ -78,10 +78,10 @@ class EmotionPipeline:
             self.batcher.close()
 
 
-def create_pipeline(checkpoint: str | Path | None = None, device: str = "auto", flip_tta: bool = True,
+def create_pipeline(checkpoint: str | Path | None = None, device: str = "auto", tta: str | None = None,
                     batching: bool = True, max_batch: int = 32, max_wait_ms: float = 4.0) -> EmotionPipeline:
     """Load the model once (default: the shipped checkpoint), warm it up, and return a ready pipeline."""
-    classifier = EmotionClassifier(checkpoint, device=device, flip_tta=flip_tta)
+    classifier = EmotionClassifier(checkpoint, device=device, tta=tta)
     classifier.warm_up()
     batcher = DynamicBatcher(classifier.classify, max_batch=max_batch, max_wait_ms=max_wait_ms) if batching else None
     return EmotionPipeline(classifier, batcher=batcher)

@@ -12,6 +12,7 @@ from .draw import annotate
 from .imaging import ImageError, decode_image, encode_image
 from .labels import to_six_class
 from .pipeline import create_pipeline
+from .preprocessing import TTA_MODES
 
 
 def analysis_to_json(path: str, analysis) -> dict:
@@ -34,10 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("images", nargs="+", help="image files (JPEG, PNG or WebP)")
     parser.add_argument("--checkpoint", help="model file (default: the shipped model)")
     parser.add_argument("--annotate", type=Path, metavar="OUT.png", help="write a copy with boxes, labels, emoji")
-    parser.add_argument("--no-tta", action="store_true", help="skip mirrored test-time augmentation")
+    parser.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the model card's)")
     args = parser.parse_args(argv)
     try:
-        pipeline = create_pipeline(args.checkpoint, flip_tta=not args.no_tta, batching=False)
+        pipeline = create_pipeline(args.checkpoint, tta=args.tta, batching=False)
     except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -26,7 +26,7 @@ from .checkpoint import ModelCard, read_checkpoint, save_checkpoint
 from .data import DataError, FaceSet, load_sources
 from .labels import EMOTIONS
 from .networks import create_model
-from .preprocessing import Preprocessing
+from .preprocessing import Preprocessing, predict_faces
 
 
 @dataclass
@@ -127,19 +127,14 @@ def class_weights(labels: np.ndarray, mode: str) -> torch.Tensor | None:
     return torch.tensor(weights / (weights * counts).sum() * counts.sum(), dtype=torch.float32)
 
 
-@torch.no_grad()
 def predict_probabilities(model: torch.nn.Module, images: torch.Tensor, prep: Preprocessing,
-                          batch_size: int = 512, flip_tta: bool = False) -> torch.Tensor:
-    """Softmax probabilities for uint8 [N,48,48] images (optionally averaged with their mirror)."""
+                          batch_size: int = 512, tta: str = "none") -> torch.Tensor:
+    """Softmax probabilities for uint8 [N,48,48] images, in batches, with the given test-time views."""
     model.eval()
     device = next(model.parameters()).device
-    outputs = []
-    for start in range(0, len(images), batch_size):
-        batch = prep.to_input(images[start:start + batch_size].to(device).float().unsqueeze(1) / 255.0)
-        probs = model(batch).float().softmax(dim=1)
-        if flip_tta:
-            probs = (probs + model(batch.flip(-1)).float().softmax(dim=1)) / 2
-        outputs.append(probs.cpu())
+    outputs = [predict_faces(model, images[start:start + batch_size].to(device).float().unsqueeze(1) / 255.0,
+                             prep, tta).cpu()
+               for start in range(0, len(images), batch_size)]
     return torch.cat(outputs)
 
 

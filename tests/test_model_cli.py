@@ -62,19 +62,21 @@ def test_evaluate_prints_a_json_report_and_draws_the_confusion_matrix(tmp_path):
     data = write_fer_csv(tmp_path / "fer.csv", rows_per_split=(7, 7, 21))
     checkpoint = tiny_checkpoint(tmp_path / "m.pt")
     result = run_module("model_server.evaluate", "--checkpoint", checkpoint, "--data", data, "--json",
-                        "--out", tmp_path / "report", "--record")
+                        "--out", tmp_path / "report", "--record", "--tta", "flip")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["split"] == "PrivateTest" and report["n"] == 21
     assert 0 <= report["accuracy"] <= report["top2_accuracy"] <= 1
     assert set(report["per_class"]) == {"angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"}
-    assert "without_tta" in report and 0 <= report["macro_f1"] <= 1
+    assert set(report["by_tta"]) == {"none", "flip", "five_crop_flip"} and 0 <= report["macro_f1"] <= 1
+    assert report["tta"] == "flip" and report["by_tta"]["flip"]["accuracy"] == report["accuracy"]
     picture = Image.open(tmp_path / "report" / "confusion.png")
     assert picture.size[0] > 300
     assert json.loads((tmp_path / "report" / "report.json").read_text())["n"] == 21
     _, card = load_model(checkpoint)  # --record wrote the figures into the model card
     assert card.metrics["private_test_accuracy"] == report["accuracy"]
-    assert card.metrics["evaluation"]["PrivateTest"]["recall"]["happy"] == report["per_class"]["happy"]["recall"]
+    assert card.metrics["evaluation"]["PrivateTest"]["by_tta"]["none"] == report["by_tta"]["none"]
+    assert card.preprocessing.tta == "flip"
 
 
 def test_evaluate_with_a_missing_checkpoint_says_so(tmp_path):

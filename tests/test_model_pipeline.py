@@ -4,6 +4,7 @@ import threading
 
 import numpy as np
 import pytest
+import torch
 
 from model_server.api import Box, FaceResult, Predictor
 from model_server.batching import DynamicBatcher
@@ -91,10 +92,23 @@ def test_the_shipped_model_sees_the_smiling_astronaut_as_happy():
 
 def test_flip_tta_is_the_mean_of_a_face_and_its_mirror(tmp_path):
     checkpoint = tiny_checkpoint(tmp_path / "t.pt")
-    plain, tta = EmotionClassifier(checkpoint, flip_tta=False), EmotionClassifier(checkpoint, flip_tta=True)
-    face = np.random.default_rng(1).integers(0, 256, (60, 60), dtype=np.uint8)
-    expected = (plain.classify([face]) + plain.classify([face[:, ::-1].copy()])) / 2
-    np.testing.assert_allclose(tta.classify([face]), expected, atol=1e-5)
+    plain, tta = EmotionClassifier(checkpoint, tta="none"), EmotionClassifier(checkpoint, tta="flip")
+    faces = [np.random.default_rng(seed).integers(0, 256, (60, 60), dtype=np.uint8) for seed in (1, 2)]
+    expected = (plain.classify(faces) + plain.classify([face[:, ::-1].copy() for face in faces])) / 2
+    np.testing.assert_allclose(tta.classify(faces), expected, atol=1e-5)
+
+
+def test_five_crop_tta_averages_ten_views_and_differs_from_the_centre_crop(tmp_path):
+    checkpoint = tiny_checkpoint(tmp_path / "t.pt")
+    classifier = EmotionClassifier(checkpoint, tta="five_crop_flip")
+    face = np.random.default_rng(3).integers(0, 256, (48, 48), dtype=np.uint8)
+    views = classifier.preprocessing.views(torch.zeros(1, 1, 48, 48), "five_crop_flip")
+    assert views.shape == (10, 1, 40, 40)
+    probabilities = classifier.classify([face])
+    assert probabilities.sum() == pytest.approx(1, abs=1e-5)
+    assert not np.allclose(probabilities, EmotionClassifier(checkpoint, tta="flip").classify([face]))
+    with pytest.raises(ValueError, match="unknown test-time augmentation"):
+        EmotionClassifier(checkpoint, tta="twenty_crop").classify([face])
 
 
 def test_batcher_answers_every_caller_with_its_own_rows_and_merges_batches():

@@ -35,7 +35,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str, tta: str | No
     tta = tta or card.preprocessing.tta
     report = {"split": split, "checkpoint": str(checkpoint), "model_version": card.version, "tta": tta}
     by_mode = {}
-    for mode in TTA_MODES:
+    for mode in card.preprocessing.tta_modes():
         probabilities = predict_probabilities(model, images, card.preprocessing, tta=mode).numpy()
         mode_report = classification_report(probabilities, labels, card.labels)
         if mode == tta:

@@ -38,11 +38,17 @@ class Preprocessing:
         """Centre-crop and normalise a float [N,1,resize,resize] batch of [0,1] faces."""
         return self._normalise(self._crop(faces))
 
+    def tta_modes(self) -> tuple[str, ...]:
+        """The TTA modes this input geometry allows (shifted crops need a margin around the centre crop)."""
+        has_margin = (self.resize - self.input_size) // 2 >= _FIVE_CROP_SHIFT
+        return TTA_MODES if has_margin else tuple(m for m in TTA_MODES if m != "five_crop_flip")
+
     def views(self, faces: torch.Tensor, tta: str | None = None) -> torch.Tensor:
         """All test-time views of a [N,1,resize,resize] batch, stacked view-major: [V*N,1,size,size]."""
         mode = tta or self.tta
-        if mode not in TTA_MODES:
-            raise ValueError(f"unknown test-time augmentation {mode!r}; expected one of {', '.join(TTA_MODES)}")
+        if mode not in self.tta_modes():
+            raise ValueError(f"unknown test-time augmentation {mode!r} for {self.input_size}px crops of "
+                             f"{self.resize}px faces; expected one of {', '.join(self.tta_modes())}")
         shift = _FIVE_CROP_SHIFT
         offsets = [(0, 0)] + ([(-shift, -shift), (-shift, shift), (shift, -shift), (shift, shift)]
                               if mode == "five_crop_flip" else [])

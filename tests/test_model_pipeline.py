@@ -156,3 +156,14 @@ def test_face_result_top_and_emotions():
     assert result.top == "surprise" and result.emotions["happy"] == pytest.approx(0.2)
     with pytest.raises(ValueError):
         FaceResult(Box(1, 2, 3, 4), (1.0,))
+
+
+def test_shifted_crops_need_a_margin_around_the_centre_crop():
+    from model_server.preprocessing import Preprocessing
+
+    assert "five_crop_flip" in Preprocessing(resize=48, input_size=40).tta_modes()
+    full_face = Preprocessing(resize=48, input_size=48)
+    assert full_face.tta_modes() == ("none", "flip")
+    assert full_face.views(torch.zeros(3, 1, 48, 48), "flip").shape == (6, 1, 48, 48)
+    with pytest.raises(ValueError, match="48px crops of 48px faces"):
+        full_face.views(torch.zeros(1, 1, 48, 48), "five_crop_flip")

@@ -69,7 +69,6 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     threads: int = 0
-    checkpoint_every_minutes: float = 5.0
     version: str = ""
 
 

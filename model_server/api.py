@@ -101,8 +101,9 @@ class Predictor(Protocol):
 
     info: ModelInfo
 
-    def analyze(self, rgb: np.ndarray) -> ImageAnalysis:
-        """Detect faces and classify each; thread-safe."""
+    def analyze(self, rgb: np.ndarray, realtime: bool = False) -> ImageAnalysis:
+        """Detect faces and classify each; thread-safe. ``realtime`` trades a little accuracy for speed
+        (video frames, where the viewer's smoothing averages over frames anyway)."""
         ...
 
     def close(self) -> None:

@@ -6,31 +6,16 @@ in through eventlet.tpool); the batch runs on one dedicated OS thread.
 
 from __future__ import annotations
 
-import importlib
 import logging
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
 
+from .concurrency import queue, threading
+
 log = logging.getLogger(__name__)
-
-
-def _unpatched(module_name: str):
-    """The real stdlib module even under eventlet monkey-patching, where threading.Thread is green.
-
-    A green batcher thread would run the model on the event loop and stall every client.
-    """
-    patcher = sys.modules.get("eventlet.patcher")
-    if patcher is not None and patcher.is_monkey_patched("thread"):
-        return patcher.original(module_name)
-    return importlib.import_module(module_name)
-
-
-threading = _unpatched("threading")
-queue = _unpatched("queue")
 
 
 class BatcherClosed(RuntimeError):

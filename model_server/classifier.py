@@ -37,13 +37,13 @@ class EmotionClassifier:
         interpolation = cv2.INTER_AREA if min(gray_face.shape[:2]) > size else cv2.INTER_LINEAR
         return cv2.resize(gray_face, (size, size), interpolation=interpolation)
 
-    def classify(self, gray_faces: list[np.ndarray]) -> np.ndarray:
-        """Probabilities [N,7] in the card's label order for N grayscale uint8 crops."""
+    def classify(self, gray_faces: list[np.ndarray], tta: str | None = None) -> np.ndarray:
+        """Probabilities [N,7] in the card's label order for N grayscale uint8 crops (TTA mode as given)."""
         if not gray_faces:
             return np.zeros((0, len(self.card.labels)), dtype=np.float32)
         batch = np.stack([self.to_model_size(face) for face in gray_faces])
         faces = torch.from_numpy(batch).to(self.device).float().unsqueeze(1) / 255.0
-        return predict_faces(self.model, faces, self.preprocessing, self.tta).cpu().numpy()
+        return predict_faces(self.model, faces, self.preprocessing, tta or self.tta).cpu().numpy()
 
     def warm_up(self) -> None:
         """Run one dummy batch so the first real request does not pay for lazy initialisation."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Protocol
 
@@ -10,6 +9,7 @@ import cv2
 import numpy as np
 
 from .api import Box
+from .concurrency import queue
 
 
 class FaceDetector(Protocol):
@@ -48,14 +48,14 @@ class HaarFaceDetector:
             raise RuntimeError(f"Haar cascade {self.cascade_path} is missing; install opencv-python-headless 4.x")
         self.max_side, self.min_face_fraction = max_side, min_face_fraction
         self.min_neighbors, self.scale_factor = min_neighbors, scale_factor
-        # CascadeClassifier keeps scratch buffers: one instance per thread keeps detection thread-safe.
-        self._local = threading.local()
+        # CascadeClassifier keeps scratch buffers, so concurrent detections each borrow their own.
+        # A shared pool (not one per thread) because loading one takes ~40 ms and a server has
+        # many more threads than concurrent detections.
+        self._idle: "queue.LifoQueue[cv2.CascadeClassifier]" = queue.LifoQueue()
+        self._idle.put(self._load())
 
-    def _cascade(self) -> cv2.CascadeClassifier:
-        cascade = getattr(self._local, "cascade", None)
-        if cascade is None:
-            cascade = self._local.cascade = cv2.CascadeClassifier(str(self.cascade_path))
-        return cascade
+    def _load(self) -> cv2.CascadeClassifier:
+        return cv2.CascadeClassifier(str(self.cascade_path))
 
     def detect(self, gray: np.ndarray) -> list[Box]:
         """Return face boxes in the image's pixel coordinates, largest first."""
@@ -66,8 +66,15 @@ class HaarFaceDetector:
         # Equalising lighting first makes the cascade far less sensitive to dim webcams.
         small = cv2.equalizeHist(small)
         min_side = max(20, int(min(small.shape[:2]) * self.min_face_fraction))
-        found = self._cascade().detectMultiScale(small, scaleFactor=self.scale_factor,
-                                                 minNeighbors=self.min_neighbors, minSize=(min_side, min_side))
+        try:
+            cascade = self._idle.get_nowait()
+        except queue.Empty:
+            cascade = self._load()
+        try:
+            found = cascade.detectMultiScale(small, scaleFactor=self.scale_factor,
+                                             minNeighbors=self.min_neighbors, minSize=(min_side, min_side))
+        finally:
+            self._idle.put(cascade)
         boxes = []
         for x, y, w, h in (found if len(found) else []):
             x, y, w, h = (int(round(v / scale)) for v in (x, y, w, h))

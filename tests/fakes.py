@@ -22,7 +22,7 @@ class FakePredictor:
         self.calls = 0
         self._lock = threading.Lock()
 
-    def analyze(self, rgb: np.ndarray) -> ImageAnalysis:
+    def analyze(self, rgb: np.ndarray, realtime: bool = False) -> ImageAnalysis:
         """Centre box; a softmax over a pixel-mean-dependent vector, so different images differ."""
         with self._lock:
             self.calls += 1

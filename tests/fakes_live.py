@@ -21,7 +21,7 @@ class SlowFakePredictor(FakePredictor):
         # if analysis ran on the event loop, every client of the server would freeze for SLOW_SECONDS.
         self._blocking_sleep = patcher.original("time").sleep
 
-    def analyze(self, rgb: np.ndarray):
+    def analyze(self, rgb: np.ndarray, realtime: bool = False):
         """Block on one-colour images, then answer like FakePredictor."""
         if float(rgb.std()) < 1.0:
             self._blocking_sleep(SLOW_SECONDS)

@@ -76,7 +76,7 @@ def test_bad_feedback_body_is_422(client):
 def test_unexpected_errors_are_logged_and_answered_generically(tmp_path, caplog):
     app = create_app(make_config(tmp_path))
     # Simulate a bug deep in the model: the answer must not leak its message or traceback.
-    app.extensions["emotion_lens.inference"].predictor.analyze = lambda rgb: 1 / 0
+    app.extensions["emotion_lens.inference"].predictor.analyze = lambda rgb, realtime=False: 1 / 0
     response = upload(app.test_client())
     message = _error(response, 500, "internal_error")
     assert "division" not in message and "went wrong" in message

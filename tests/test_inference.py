@@ -41,7 +41,7 @@ def test_eventlet_mode_runs_the_model_in_an_os_thread():
         predictor = app.extensions["emotion_lens.inference"].predictor
         seen = []
         original = predictor.analyze
-        predictor.analyze = lambda rgb: seen.append(real_threading.get_ident()) or original(rgb)
+        predictor.analyze = lambda rgb, realtime=False: seen.append(real_threading.get_ident()) or original(rgb)
         assert upload(app.test_client()).status_code == 200
         assert seen and seen[0] != real_threading.get_ident(), "analyze ran on the event loop's thread"
         print("ok")

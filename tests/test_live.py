@@ -110,7 +110,7 @@ def test_frames_beyond_the_rate_limit_are_refused(live):
 
 
 def test_unexpected_errors_are_logged_not_sent(live, monkeypatch, caplog):
-    def broken(_rgb):
+    def broken(_rgb, realtime=False):
         raise RuntimeError("secret internal detail")
 
     monkeypatch.setattr(inference, "analyze", broken)

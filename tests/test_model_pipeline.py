@@ -10,7 +10,7 @@ from model_server.api import Box, FaceResult, Predictor
 from model_server.batching import DynamicBatcher
 from model_server.classifier import EmotionClassifier
 from model_server.detector import HaarFaceDetector, square_box
-from model_server.pipeline import EmotionPipeline, create_pipeline
+from model_server.pipeline import create_pipeline, to_gray
 from model_helpers import astronaut_rgb, tiny_checkpoint
 
 # The astronaut's face in skimage's 512x512 portrait, measured by hand.
@@ -167,3 +167,13 @@ def test_shifted_crops_need_a_margin_around_the_centre_crop():
     assert full_face.views(torch.zeros(3, 1, 48, 48), "flip").shape == (6, 1, 48, 48)
     with pytest.raises(ValueError, match="48px crops of 48px faces"):
         full_face.views(torch.zeros(1, 1, 48, 48), "five_crop_flip")
+
+
+def test_realtime_frames_use_the_cheaper_views_and_share_the_batchers(tiny_pipeline):
+    rgb = astronaut_rgb()
+    realtime = tiny_pipeline.analyze(rgb, realtime=True)
+    [(box, crop)] = tiny_pipeline.face_crops(to_gray(rgb), realtime=True)
+    assert realtime.faces[0].box == box
+    expected = tiny_pipeline.classifier.classify([crop], tta=tiny_pipeline.realtime_tta)
+    np.testing.assert_allclose(realtime.faces[0].probabilities, expected[0], atol=1e-3)
+    assert set(tiny_pipeline.batchers) == {None, "flip"}

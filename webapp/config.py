@@ -17,6 +17,9 @@ class Config:
     PREDICTOR: str = "model_server.pipeline:create_pipeline"  # "module:factory", imported at start-up only
     CHECKPOINT: str | None = None  # None: the predictor's bundled weights
     DEVICE: str = "cpu"
+    # torch/OpenCV threads per call; 0 keeps their defaults (one per core). Measured on 2 cores with 640x480
+    # live frames: 0 gives 26 fps at 1 client and 8.3 at 4; 1 gives 15.8 and 8.9 (benchmarks/bench_live.py).
+    MODEL_THREADS: int = 0
     LAZY_MODEL: bool = False  # True: load the model on first use instead of in create_app
     ASYNC_MODE: str | None = None  # None: eventlet when the process is monkey-patched, else threading
     INFERENCE_MAX_PENDING: int = 8  # analyses waiting or running at once; more get 503 instead of queueing

@@ -30,7 +30,7 @@ class InferenceState:
 
 def init_inference(app: Flask) -> None:
     """Register the model state and load the model now unless LAZY_MODEL defers it to first use."""
-    options = {"device": app.config["DEVICE"]}
+    options = {"device": app.config["DEVICE"], "threads": app.config["MODEL_THREADS"]}
     if app.config["CHECKPOINT"]:
         options["checkpoint"] = app.config["CHECKPOINT"]
     state = InferenceState(spec=app.config["PREDICTOR"], options=options,
@@ -70,7 +70,7 @@ def get_predictor() -> Predictor:
         raise ServiceUnavailable("the model could not be loaded; try again later") from error
 
 
-def analyze(rgb: np.ndarray) -> ImageAnalysis:
+def analyze(rgb: np.ndarray, realtime: bool = False) -> ImageAnalysis:
     """Run the model on an RGB image in a real OS thread under eventlet, directly otherwise."""
     predictor = get_predictor()
     state = _state()
@@ -78,7 +78,7 @@ def analyze(rgb: np.ndarray) -> ImageAnalysis:
     if not state.slots.acquire(timeout=state.queue_timeout):
         raise ServiceUnavailable("the model is busy; try again in a moment", code="busy")
     try:
-        return run_off_loop(predictor.analyze, rgb)
+        return run_off_loop(predictor.analyze, rgb, realtime)
     finally:
         state.slots.release()
 

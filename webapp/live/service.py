@@ -221,7 +221,7 @@ def analyse_frame(sid: str, data: Any) -> dict[str, Any]:
         started = time.perf_counter()
         decoded = inference.run_off_loop(decode_image, jpeg, current_app.config["LIVE_MAX_PIXELS"])
         decoded_at = time.perf_counter()
-        result = inference.analyze(decoded.rgb)
+        result = inference.analyze(decoded.rgb, realtime=True)
         # Inside the slot, so tracks see this client's frames in order.
         tracks = client.tracker.assign([face.box for face in result.faces])
     finally:

@@ -25,11 +25,13 @@ FAKE_SPEC = "fakes:create_fake_predictor"  # tests/fakes.py; tests/ goes on the 
 
 
 def photo_jpeg() -> bytes:
-    """The astronaut (one face) resized to about one megapixel, as a camera-like JPEG."""
+    """The astronaut (one face) scaled to 866x866, undistorted, on a 1155x866 (one-megapixel) canvas, as a JPEG."""
     from skimage import data
 
+    canvas = Image.new("RGB", (1155, 866), (90, 90, 90))
+    canvas.paste(Image.fromarray(data.astronaut()).resize((866, 866), Image.BICUBIC), (144, 0))
     buffer = io.BytesIO()
-    Image.fromarray(data.astronaut()).resize((1155, 866), Image.BICUBIC).save(buffer, format="JPEG", quality=90)
+    canvas.save(buffer, format="JPEG", quality=90)
     return buffer.getvalue()
 
 

@@ -49,8 +49,10 @@ class EmotionPipeline:
         self.batchers = {mode: DynamicBatcher(functools.partial(classifier.classify, tta=mode), **batching)
                          for mode in (None, realtime_tta)} if batching is not None else {}
         card = classifier.card
+        # Headline figures only (accuracy, macro-F1); the full evaluation stays in the checkpoint.
+        headline = {key: value for key, value in card.metrics.items() if isinstance(value, (int, float))}
         self.info = ModelInfo(name=card.architecture, version=card.version, labels=tuple(card.labels),
-                              metrics=dict(card.metrics))
+                              metrics=headline)
 
     def face_crops(self, gray: np.ndarray, realtime: bool = False) -> list[tuple[Box, np.ndarray]]:
         """Detected faces (at most max_faces, largest first) as (box, square grayscale crop) pairs."""

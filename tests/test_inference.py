@@ -59,3 +59,20 @@ def test_too_many_waiting_analyses_get_503(tmp_path):
     finally:
         slots.release()
     assert response.status_code == 503 and response.get_json()["error"] == "busy"
+
+
+def test_decoding_and_encoding_of_uploads_run_off_the_event_loop(client, monkeypatch):
+    from web_helpers import upload
+    from webapp import inference as inference_module
+
+    offloaded = []
+    original = inference_module.run_off_loop
+
+    def recording(function, *args):
+        offloaded.append(function.__name__)
+        return original(function, *args)
+
+    monkeypatch.setattr(inference_module, "run_off_loop", recording)
+    response = upload(client, query="?annotate=true&crops=true&keep_photo=true")
+    assert response.status_code == 200
+    assert {"decode_image", "encode_image", "_annotated_png", "_pngs", "analyze"} <= set(offloaded)

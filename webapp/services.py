@@ -70,7 +70,8 @@ def create_analysis(data: bytes, source: str, *, keep_photo: bool = False, want_
     """Decode, analyse, store the numbers (and the photo only if asked), and remember crops briefly."""
     if source not in SOURCES:
         raise InvalidInput(f"source must be one of {', '.join(SOURCES)}")
-    decoded = decode_image(data, current_app.config["MAX_PIXELS"])
+    # Decoding and encoding a phone photo costs 100+ ms of CPU: like inference, never on the event loop.
+    decoded = inference.run_off_loop(decode_image, data, current_app.config["MAX_PIXELS"])
     result = inference.analyze(decoded.rgb)
     token = secrets.token_urlsafe(24)
     analysis = Analysis(id=secrets.token_urlsafe(12), width=result.width, height=result.height,
@@ -78,7 +79,7 @@ def create_analysis(data: bytes, source: str, *, keep_photo: bool = False, want_
                         delete_token_hash=_token_hash(token))
     if keep_photo:
         # Re-encoded from pixels, so EXIF (GPS position, device) never reaches the disk.
-        analysis.photo_path = media().put(encode_image(decoded.rgb, "JPEG"), "photos", ".jpg")
+        analysis.photo_path = media().put(inference.run_off_loop(encode_image, decoded.rgb, "JPEG"), "photos", ".jpg")
     crops = []
     for index, face in enumerate(result.faces):
         row = Face(face_index=index, x=face.box.x, y=face.box.y, w=face.box.w, h=face.box.h, top=face.top,
@@ -92,8 +93,16 @@ def create_analysis(data: bytes, source: str, *, keep_photo: bool = False, want_
     crop_cache().put(analysis.id, crops)
     return NewAnalysis(
         analysis=analysis, model=result.model, delete_token=token, timings_ms=dict(result.timings_ms),
-        annotated_png=encode_image(annotate(decoded.rgb, result), "PNG") if want_annotated else None,
-        crop_pngs=[encode_image(crop, "PNG") for crop in crops] if want_crops else [])
+        annotated_png=inference.run_off_loop(_annotated_png, decoded.rgb, result) if want_annotated else None,
+        crop_pngs=inference.run_off_loop(_pngs, crops) if want_crops else [])
+
+
+def _annotated_png(rgb: np.ndarray, result) -> bytes:
+    return encode_image(annotate(rgb, result), "PNG")
+
+
+def _pngs(images: list[np.ndarray]) -> list[bytes]:
+    return [encode_image(image, "PNG") for image in images]
 
 
 def get_analysis(analysis_id: str) -> Analysis:

@@ -14,8 +14,8 @@ import cv2
 import numpy as np
 import torch
 
-from model_server.classifier import EmotionClassifier
-from model_server.pipeline import EmotionPipeline
+from model_server.serving.classifier import EmotionClassifier
+from model_server.serving.engine import EmotionPipeline
 from model_server.preprocessing import TTA_MODES
 
 

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 
 from .checkpoint import CheckpointError
-from .draw import annotate
-from .imaging import ImageError, decode_image, encode_image
+from .serving.draw import annotate
+from .serving.imaging import ImageError, decode_image, encode_image
 from .labels import to_six_class
-from .pipeline import create_pipeline
+from .serving.engine import create_pipeline
 from .preprocessing import TTA_MODES
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from sqlalchemy import func, select
 
-from model_server.data import load_folder
+from model_server.training.data import load_folder
 from model_server.labels import EMOTIONS
 from web_helpers import image_bytes, make_config, upload
 from webapp import create_app

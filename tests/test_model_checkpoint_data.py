@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from model_server.checkpoint import CheckpointError, ModelCard, load_model, read_checkpoint
-from model_server.data import DataError, FaceSet, ferplus_to_soft_labels, load_faces
+from model_server.training.data import DataError, FaceSet, ferplus_to_soft_labels, load_faces
 from model_server.networks import create_model
 from model_helpers import tiny_checkpoint, write_fer_csv
 

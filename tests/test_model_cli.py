@@ -10,8 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-from model_server import data as data_module
-from model_server import train as train_module
+from model_server.training import data as data_module
+from model_server.training import loop as train_module
 from model_server.checkpoint import load_model
 from model_helpers import FER_DATA, astronaut_rgb, tiny_checkpoint, write_fer_csv
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from model_server.imaging import (CorruptImageError, ImageTooLargeError, UnsupportedImageError, crop_box,
+from model_server.serving.imaging import (CorruptImageError, ImageTooLargeError, UnsupportedImageError, crop_box,
                                   decode_image, encode_image)
 from model_helpers import write_image
 

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from model_server.api import Box, FaceResult, Predictor
-from model_server.batching import DynamicBatcher
-from model_server.classifier import EmotionClassifier
-from model_server.detector import HaarFaceDetector, square_box
-from model_server.pipeline import create_pipeline, to_gray
+from model_server.serving.batching import DynamicBatcher
+from model_server.serving.classifier import EmotionClassifier
+from model_server.serving.detector import HaarFaceDetector, square_box
+from model_server.serving.engine import create_pipeline, to_gray
 from model_helpers import astronaut_rgb, tiny_checkpoint
 
 # The astronaut's face in skimage's 512x512 portrait, measured by hand.

@@ -14,7 +14,7 @@ class Config:
     DATABASE_SCHEMA: str | None = None  # PostgreSQL schema to use (tests use a throwaway one)
     MEDIA_DIR: str | None = None  # None: instance/media; consented crops and kept photos, named by sha256
 
-    PREDICTOR: str = "model_server.pipeline:create_pipeline"  # "module:factory", imported at start-up only
+    PREDICTOR: str = "model_server.serving.engine:create_pipeline"  # "module:factory", imported at start-up only
     CHECKPOINT: str | None = None  # None: the predictor's bundled weights
     DEVICE: str = "cpu"
     # torch/OpenCV threads per call; 0 keeps their defaults (one per core). Measured on 2 cores with 640x480

@@ -8,7 +8,7 @@ from flask import Flask, current_app, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from model_server.imaging import ImageError
+from model_server.serving.imaging import ImageError
 
 log = logging.getLogger(__name__)
 

@@ -14,8 +14,8 @@ from flask import current_app, session
 from sqlalchemy import func, select
 
 from model_server.api import ModelInfo
-from model_server.draw import annotate
-from model_server.imaging import crop_box, decode_image, encode_image
+from model_server.serving.draw import annotate
+from model_server.serving.imaging import crop_box, decode_image, encode_image
 from model_server.labels import EMOTIONS, emotion_index
 
 from . import inference

@@ -8,7 +8,7 @@ from typing import Any
 from flask import request
 from flask_socketio import Namespace, emit
 
-from model_server.imaging import ImageError
+from model_server.serving.imaging import ImageError
 
 from ..errors import AppError
 from . import service

@@ -14,7 +14,7 @@ from typing import Any, Callable, Mapping
 from flask import current_app, url_for
 
 from model_server.api import Box, FaceResult
-from model_server.imaging import decode_image
+from model_server.serving.imaging import decode_image
 
 from .. import inference, services
 from ..api import correction_dict, face_json

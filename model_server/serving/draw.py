@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .api import ImageAnalysis
+from ..api import ImageAnalysis
 
 _COLOURS = {  # RGB
     "angry": (220, 50, 47), "disgust": (133, 153, 0), "fear": (108, 113, 196), "happy": (250, 200, 30),

@@ -7,7 +7,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
-from .labels import SEVEN_TO_SIX
+from ..labels import SEVEN_TO_SIX
 
 
 def confusion_matrix(labels: np.ndarray, predictions: np.ndarray, classes: int) -> np.ndarray:

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import torch
 
-from .checkpoint import DEFAULT_CHECKPOINT, load_model
-from .preprocessing import predict_faces
+from ..checkpoint import DEFAULT_CHECKPOINT, load_model
+from ..preprocessing import predict_faces
 
 
 def pick_device(requested: str = "auto") -> torch.device:

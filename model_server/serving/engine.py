@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import torch
 
-from .api import Box, FaceResult, ImageAnalysis, ModelInfo
+from ..api import Box, FaceResult, ImageAnalysis, ModelInfo
 from .batching import DynamicBatcher
 from .classifier import EmotionClassifier
 from .detector import FaceDetector, HaarFaceDetector, square_box

@@ -8,7 +8,7 @@ from typing import Protocol
 import cv2
 import numpy as np
 
-from .api import Box
+from ..api import Box
 from .concurrency import queue
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .labels import EMOTIONS
+from ..labels import EMOTIONS
 
 SPLITS: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
 IMAGE_SIZE = 48

@@ -1,0 +1,1 @@
+"""Training and evaluation: data loaders, augmentation, the training loop, metrics (needs torch)."""

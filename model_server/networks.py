@@ -135,3 +135,32 @@ def vgg13(**kwargs) -> nn.Module:
 def resnet18(**kwargs) -> nn.Module:
     """ResNet-18 layout adapted to small face crops."""
     return ResNet(**kwargs)
+
+
+class Ensemble(nn.Module):
+    """Several registered networks on the same input; outputs the log of their mean probabilities.
+
+    Returning log-probabilities keeps the contract of every other network (softmax of the output is
+    the prediction), so test-time augmentation, temperature scaling and evaluation work unchanged.
+    """
+
+    def __init__(self, members: list[dict] | None = None, num_classes: int = 7):
+        super().__init__()
+        # Two default members only so the registry's generic tests can build one without arguments.
+        members = members if members is not None else [{"architecture": "vgg_tiny"}] * 2
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        self.members = nn.ModuleList(
+            create_model(spec["architecture"], num_classes=num_classes, **spec.get("architecture_kwargs", {}))
+            for spec in members)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Log of the members' averaged softmax probabilities, [N, classes]."""
+        log_probs = torch.stack([member(x).float().log_softmax(dim=1) for member in self.members])
+        return torch.logsumexp(log_probs, dim=0) - torch.log(torch.tensor(float(len(self.members))))
+
+
+@register("ensemble")
+def ensemble(**kwargs) -> nn.Module:
+    """Probability-averaging ensemble; ``members`` lists each member's architecture and arguments."""
+    return Ensemble(**kwargs)

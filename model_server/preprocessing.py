@@ -58,10 +58,19 @@ class Preprocessing:
         return self._normalise(torch.cat(crops))
 
 
+def apply_temperature(probabilities: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Temperature-scale probabilities: softmax(log p / T); T > 1 softens over-confident predictions."""
+    if temperature == 1.0:
+        return probabilities
+    return (probabilities.clamp_min(1e-12).log() / temperature).softmax(dim=1)
+
+
 @torch.inference_mode()
 def predict_faces(model: torch.nn.Module, faces: torch.Tensor, prep: Preprocessing,
-                  tta: str | None = None) -> torch.Tensor:
-    """Softmax probabilities [N,classes] for [0,1] faces [N,1,resize,resize], averaged over the TTA views."""
+                  tta: str | None = None, temperature: float = 1.0) -> torch.Tensor:
+    """Probabilities [N,classes] for [0,1] faces [N,1,resize,resize]: TTA views averaged, then temperature."""
     views = prep.views(faces, tta)
     probabilities = model(views).float().softmax(dim=1)
-    return probabilities.view(-1, faces.shape[0], probabilities.shape[1]).mean(dim=0)
+    averaged = probabilities.view(-1, faces.shape[0], probabilities.shape[1]).mean(dim=0)
+    # Calibrated after averaging, on the same log-probabilities the temperature was fitted on.
+    return apply_temperature(averaged, temperature)

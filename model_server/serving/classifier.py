@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..checkpoint import DEFAULT_CHECKPOINT, load_model
+from ..checkpoint import DEFAULT_CHECKPOINT, LIVE_CHECKPOINT, load_model
 from ..preprocessing import predict_faces
 
 
@@ -19,11 +19,18 @@ def pick_device(requested: str = "auto") -> torch.device:
     return torch.device(requested)
 
 
+SHIPPED = {"photo": DEFAULT_CHECKPOINT, "live": LIVE_CHECKPOINT}
+
+
 class EmotionClassifier:
     """Turns grayscale face crops of any size into seven-class probabilities."""
 
-    def __init__(self, checkpoint: str | Path | None = None, device: str = "auto", tta: str | None = None):
-        self.model, self.card = load_model(checkpoint or DEFAULT_CHECKPOINT)
+    def __init__(self, checkpoint: str | Path | None = None, device: str = "auto", tta: str | None = None,
+                 variant: str = "photo"):
+        # Without an explicit file, photos get the shipped ensemble and live video its distilled student.
+        if variant not in SHIPPED:
+            raise ValueError(f"unknown classifier variant {variant!r}; expected one of {', '.join(SHIPPED)}")
+        self.model, self.card = load_model(checkpoint or SHIPPED[variant])
         self.device = pick_device(device)
         self.model = self.model.to(self.device, memory_format=torch.channels_last)
         self.preprocessing = self.card.preprocessing
@@ -38,12 +45,13 @@ class EmotionClassifier:
         return cv2.resize(gray_face, (size, size), interpolation=interpolation)
 
     def classify(self, gray_faces: list[np.ndarray], tta: str | None = None) -> np.ndarray:
-        """Probabilities [N,7] in the card's label order for N grayscale uint8 crops (TTA mode as given)."""
+        """Calibrated probabilities [N,7] in the card's label order for N grayscale uint8 crops."""
         if not gray_faces:
             return np.zeros((0, len(self.card.labels)), dtype=np.float32)
         batch = np.stack([self.to_model_size(face) for face in gray_faces])
         faces = torch.from_numpy(batch).to(self.device).float().unsqueeze(1) / 255.0
-        return predict_faces(self.model, faces, self.preprocessing, tta or self.tta).cpu().numpy()
+        return predict_faces(self.model, faces, self.preprocessing, tta or self.tta,
+                             temperature=self.card.temperature).cpu().numpy()
 
     def warm_up(self) -> None:
         """Run one dummy batch so the first real request does not pay for lazy initialisation."""

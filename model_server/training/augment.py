@@ -8,6 +8,18 @@ import torch
 import torch.nn.functional as F
 
 
+def _resample(images: torch.Tensor, angle: torch.Tensor, scale: torch.Tensor, shift_x: torch.Tensor,
+              shift_y: torch.Tensor, mirror: torch.Tensor | float, padding_mode: str) -> torch.Tensor:
+    """One bilinear resampling of [N,1,H,W] images; angle in radians, shifts in [-1, 1] units."""
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack([
+        torch.stack([cos * mirror, -sin, shift_x], dim=1),
+        torch.stack([sin * mirror, cos, shift_y], dim=1),
+    ], dim=1)
+    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+    return F.grid_sample(images, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
+
+
 def random_affine(images: torch.Tensor, generator: torch.Generator, max_shift: float, max_rotation_deg: float,
                   max_scale: float, flip: bool) -> torch.Tensor:
     """Shift, rotate, scale and mirror each image of an [N,1,H,W] batch in one resampling pass."""
@@ -22,13 +34,19 @@ def random_affine(images: torch.Tensor, generator: torch.Generator, max_shift: f
     # affine_grid works in [-1, 1] coordinates, so a shift of s pixels is 2s/W.
     shift_x = uniform(-max_shift, max_shift) * 2 / images.shape[-1]
     shift_y = uniform(-max_shift, max_shift) * 2 / images.shape[-2]
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([
-        torch.stack([cos * mirror, -sin, shift_x], dim=1),
-        torch.stack([sin * mirror, cos, shift_y], dim=1),
-    ], dim=1)
-    grid = F.affine_grid(theta, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    return _resample(images, angle, scale, shift_x, shift_y, mirror, "border")
+
+
+def reframe(images: torch.Tensor, framing: float = 1.0, rotation_deg: float = 0.0) -> torch.Tensor:
+    """Re-crop [N,1,H,W] faces at ``framing`` times the original box (1.2 = looser) and rotate them.
+
+    Pixels outside the original 48x48 crop are unknown; reflection fills them, unlike the edge
+    replication used in training, so an evaluation does not reward the training artefact.
+    """
+    n, device = images.shape[0], images.device
+    full = torch.ones(n, device=device)
+    return _resample(images, full * math.radians(rotation_deg), full / framing, full * 0, full * 0, 1.0,
+                     "reflection")
 
 
 def random_photometric(images: torch.Tensor, generator: torch.Generator, brightness: float,

@@ -45,12 +45,15 @@ class FaceSet:
     usage: np.ndarray  # uint8 [N], index into SPLITS
     soft_labels: np.ndarray | None = None  # float32 [N, 7], FER+ vote distribution
     source: str = ""
+    ferplus_majority: np.ndarray | None = None  # int64 [N], FER+ majority class in FER2013 order, -1 if none
 
     def split(self, name: str) -> "FaceSet":
         """Return the rows of one split (Training, PublicTest or PrivateTest)."""
         mask = self.usage == SPLITS.index(name)
         soft = None if self.soft_labels is None else self.soft_labels[mask]
-        return FaceSet(self.images[mask], self.labels[mask], self.usage[mask], soft, f"{self.source}:{name}")
+        majority = None if self.ferplus_majority is None else self.ferplus_majority[mask]
+        return FaceSet(self.images[mask], self.labels[mask], self.usage[mask], soft, f"{self.source}:{name}",
+                       majority)
 
     def fingerprint(self) -> str:
         """Short sha256 of pixels, labels and splits: identifies the exact training data."""
@@ -74,6 +77,17 @@ def ferplus_to_soft_labels(votes: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.where(totals > 0, soft / np.maximum(totals, 1), one_hot)
 
 
+def ferplus_majority_labels(votes: np.ndarray) -> np.ndarray:
+    """FER+ majority label per row in FER2013 order (contempt counted as disgust), or -1 for rows the
+    crowd did not read as one of the emotions (no votes, or "unknown" / "not a face" leading)."""
+    emotion_votes = np.zeros((len(votes), len(EMOTIONS)), dtype=np.float32)
+    for ferplus_column, fer_index in _FERPLUS_TO_FER.items():
+        emotion_votes[:, fer_index] = votes[:, ferplus_column]
+    emotion_votes[:, _FERPLUS_DISGUST_TARGET] += votes[:, _FERPLUS_CONTEMPT]
+    usable = emotion_votes.max(axis=1) > votes[:, _FERPLUS_CONTEMPT + 1:].max(axis=1)
+    return np.where(usable, emotion_votes.argmax(axis=1), -1).astype(np.int64)
+
+
 def load_npz(path: Path, drop_inexact: bool = True) -> FaceSet:
     """Load the project's fer2013.npz (see its README); optionally drop rows whose pixels are approximate."""
     try:
@@ -85,10 +99,12 @@ def load_npz(path: Path, drop_inexact: bool = True) -> FaceSet:
     if drop_inexact and "provenance" in archive:
         # Only Training rows are dropped: the test splits must stay whole to be comparable.
         keep &= ~((archive["provenance"] == 3) & (usage == 0))
-    soft = None
+    soft = majority = None
     if "ferplus_votes" in archive:
-        soft = ferplus_to_soft_labels(archive["ferplus_votes"].astype(np.float32), labels)[keep]
-    return FaceSet(images[keep], labels[keep], usage[keep], soft, str(path))
+        votes = archive["ferplus_votes"].astype(np.float32)
+        soft = ferplus_to_soft_labels(votes, labels)[keep]
+        majority = ferplus_majority_labels(votes)[keep]
+    return FaceSet(images[keep], labels[keep], usage[keep], soft, str(path), majority)
 
 
 def load_csv(path: Path) -> FaceSet:

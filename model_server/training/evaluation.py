@@ -1,6 +1,7 @@
-"""Evaluate a checkpoint: ``python -m model_server.evaluate --data PATH [--split PrivateTest] [--json]``.
+"""Evaluate a checkpoint: ``python -m model_server.evaluate [--data PATH] [--split PrivateTest] [--json]``.
 
-With --json the last printed line is one JSON object (accuracy, macro_f1, n, split, ...).
+With --json the last printed line is one JSON object (accuracy, macro_f1, ferplus, calibration,
+robustness, ...). ``--split PublicTest --calibrate`` fits the card's temperature instead.
 """
 
 from __future__ import annotations
@@ -10,22 +11,68 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from ..checkpoint import DEFAULT_CHECKPOINT, CheckpointError, load_model, read_checkpoint, save_checkpoint
+from ..checkpoint import DEFAULT_CHECKPOINT, CheckpointError, ModelCard, load_model, read_checkpoint
+from ..preprocessing import TTA_MODES, Preprocessing, apply_temperature
 from ..serving.classifier import pick_device
-from .data import SPLITS, DataError, load_faces
 from ..serving.imaging import encode_image
-from ..preprocessing import TTA_MODES
-from .metrics import classification_report, draw_confusion_matrix
-from .loop import predict_probabilities
+from . import augment
+from .calibration import fit_temperature, negative_log_likelihood
+from .data import SPLITS, DataError, load_faces
+from .loop import TrainConfig, predict_probabilities
+from .metrics import classification_report, draw_confusion_matrix, expected_calibration_error
+
+
+DEFAULT_DATA = TrainConfig.data
+
+# Framing and lighting a detector or a webcam may hand over instead of FER2013's own crops. Framing is
+# the side of the re-cropped box relative to FER's (0.8 = tighter, 1.2 = looser); photometric changes
+# keep 8-bit pixels, as a real camera would.
+ROBUSTNESS_CONDITIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "plain": lambda faces: faces,
+    **{f"framing {scale}x": (lambda faces, scale=scale: augment.reframe(faces, framing=scale))
+       for scale in (0.8, 0.9, 1.1, 1.2)},
+    **{f"rotation {angle:+d} deg": (lambda faces, angle=angle: augment.reframe(faces, rotation_deg=angle))
+       for angle in (-20, -10, 10, 20)},
+    "darker (x0.6)": lambda faces: faces * 0.6,
+    "lower contrast (x0.5)": lambda faces: (faces - faces.mean(dim=(1, 2, 3), keepdim=True)) * 0.5
+    + faces.mean(dim=(1, 2, 3), keepdim=True),
+}
+# Robustness runs ten conditions, so it uses the mirror views (the live setting) to stay affordable
+# for an ensemble; the plain row is measured the same way, so every difference is the condition's.
+ROBUSTNESS_TTA = "flip"
+
+
+def robustness_table(model: torch.nn.Module, images: torch.Tensor, labels: np.ndarray, prep: Preprocessing,
+                     tta: str = ROBUSTNESS_TTA) -> dict:
+    """Accuracy on each re-framed or re-lit copy of uint8 [N,48,48] faces, and each one's drop from plain."""
+    faces = images.float().unsqueeze(1) / 255.0
+    accuracy = {}
+    for name, condition in ROBUSTNESS_CONDITIONS.items():
+        changed = (condition(faces) * 255).round().clamp(0, 255).to(torch.uint8).squeeze(1)
+        predictions = predict_probabilities(model, changed, prep, tta=tta).argmax(dim=1).numpy()
+        accuracy[name] = round(float((predictions == labels).mean()), 4)
+    drops = {name: round(accuracy["plain"] - value, 4) for name, value in accuracy.items() if name != "plain"}
+    return {"tta": tta, "accuracy": accuracy, "drop": drops, "worst_drop": max(drops.values())}
+
+
+def ferplus_report(probabilities: np.ndarray, majority: np.ndarray | None) -> dict | None:
+    """Accuracy against the FER+ crowd majority (rows the crowd read as an emotion), or None without votes."""
+    if majority is None:
+        return None
+    usable = majority >= 0
+    predictions = probabilities[usable].argmax(axis=1)
+    return {"n": int(usable.sum()), "accuracy": round(float((predictions == majority[usable]).mean()), 4)}
 
 
 def evaluate(checkpoint: str | Path, data: str | Path, split: str, tta: str | None = None,
-             device: str = "auto") -> dict:
-    """Report for one split with the given TTA mode (default: the card's), plus every mode's headline figures."""
+             device: str = "auto", robustness: bool = True) -> dict:
+    """Report for one split with the given TTA mode (default: the card's): accuracy and per-class figures
+    on calibrated probabilities, every TTA mode's headline figures, FER+ accuracy, ECE and robustness."""
     model, card = load_model(checkpoint)
     model = model.to(pick_device(device), memory_format=torch.channels_last)
     faces = load_faces(data).split(split)
@@ -34,33 +81,68 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str, tta: str | No
     images, labels = torch.from_numpy(faces.images), faces.labels
     tta = tta or card.preprocessing.tta
     report = {"split": split, "checkpoint": str(checkpoint), "model_version": card.version, "tta": tta}
-    by_mode = {}
+    by_mode, raw = {}, None
     for mode in card.preprocessing.tta_modes():
         probabilities = predict_probabilities(model, images, card.preprocessing, tta=mode).numpy()
         mode_report = classification_report(probabilities, labels, card.labels)
         if mode == tta:
-            report.update(mode_report)
+            raw = probabilities
         by_mode[mode] = {key: mode_report[key] for key in ("accuracy", "macro_f1", "top2_accuracy",
                                                            "six_class_accuracy")}
         by_mode[mode]["recall"] = {name: row["recall"] for name, row in mode_report["per_class"].items()}
+    # Temperature never changes the top class, only how sure the bars look.
+    calibrated = apply_temperature(torch.from_numpy(raw), card.temperature).numpy()
+    report.update(classification_report(calibrated, labels, card.labels))
     report["by_tta"] = by_mode
+    report["ferplus"] = ferplus_report(calibrated, faces.ferplus_majority)
+    report["calibration"] = {
+        "temperature": card.temperature,
+        "ece_before": expected_calibration_error(raw, labels), "ece_after": expected_calibration_error(calibrated, labels),
+        "nll_before": round(negative_log_likelihood(raw, labels), 4),
+        "nll_after": round(negative_log_likelihood(raw, labels, card.temperature), 4)}
+    if robustness:
+        report["robustness"] = robustness_table(model, images, labels, card.preprocessing)
     return report
+
+
+def calibrate_checkpoint(checkpoint: str | Path, data: str | Path, split: str = "PublicTest") -> float:
+    """Fit the temperature on PublicTest probabilities (the card's TTA mode) and store it in the card."""
+    if split != "PublicTest":
+        raise DataError("the temperature is fitted on PublicTest only; PrivateTest stays untouched until the end")
+    model, card = load_model(checkpoint)
+    faces = load_faces(data).split(split)
+    probabilities = predict_probabilities(model, torch.from_numpy(faces.images), card.preprocessing,
+                                          tta=card.preprocessing.tta).numpy()
+    temperature = fit_temperature(probabilities, faces.labels)
+    payload = read_checkpoint(checkpoint)
+    payload["card"] = dataclasses.replace(card, temperature=temperature).to_json()
+    _rewrite(checkpoint, payload)
+    return temperature
+
+
+def _rewrite(checkpoint: str | Path, payload: dict) -> None:
+    """Save a payload read with read_checkpoint back in place, keeping its tensors exactly as stored."""
+    temporary = Path(str(checkpoint) + ".tmp")
+    torch.save(payload, temporary)
+    temporary.replace(checkpoint)
 
 
 def record_in_checkpoint(checkpoint: str | Path, report: dict) -> None:
     """Store the report's headline figures in the checkpoint's model card, so the file carries its metrics."""
     payload = read_checkpoint(checkpoint)
-    model, card = load_model(checkpoint)
+    card = ModelCard.from_json(payload["card"])
     prefix = {"PrivateTest": "private_test", "PublicTest": "public_test", "Training": "training"}[report["split"]]
     card.metrics[f"{prefix}_accuracy"] = report["accuracy"]
     card.metrics[f"{prefix}_macro_f1"] = report["macro_f1"]
     card.metrics.setdefault("evaluation", {})[report["split"]] = {
         key: report[key] for key in ("n", "tta", "accuracy", "macro_f1", "top2_accuracy", "six_class_accuracy",
-                                     "by_tta")}
+                                     "by_tta", "ferplus", "calibration", "robustness") if key in report}
+    card.metrics["evaluation"][report["split"]]["recall"] = {
+        name: row["recall"] for name, row in report["per_class"].items()}
     # The recorded figures describe what the shipped pipeline does, so it uses the evaluated TTA mode.
     card.preprocessing = dataclasses.replace(card.preprocessing, tta=report["tta"])
-    extra = {key: value for key, value in payload.items() if key not in ("state_dict", "card")}
-    save_checkpoint(checkpoint, model, card, extra=extra)
+    payload["card"] = card.to_json()
+    _rewrite(checkpoint, payload)
 
 
 def print_report(report: dict) -> None:
@@ -73,13 +155,24 @@ def print_report(report: dict) -> None:
         print(f"{name:10s} {row['precision']:9.3f} {row['recall']:7.3f} {row['f1']:6.3f} {row['support']:8d}")
     for mode, figures in report["by_tta"].items():
         print(f"tta={mode:15s} accuracy {figures['accuracy']:.4f}  macro-F1 {figures['macro_f1']:.4f}")
+    if report.get("ferplus"):
+        print(f"FER+ majority label: accuracy {report['ferplus']['accuracy']:.4f} on {report['ferplus']['n']} faces")
+    calibration = report["calibration"]
+    print(f"temperature {calibration['temperature']:.2f}: ECE {calibration['ece_before']:.4f} -> "
+          f"{calibration['ece_after']:.4f}, NLL {calibration['nll_before']:.4f} -> {calibration['nll_after']:.4f}")
+    if report.get("robustness"):
+        print(f"robustness (tta={report['robustness']['tta']}):")
+        for name, accuracy in report["robustness"]["accuracy"].items():
+            drop = report["robustness"]["drop"].get(name, 0.0)
+            print(f"  {name:22s} {accuracy:.4f}  ({-drop * 100:+.1f} points)")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; exits 2 with a message on a bad checkpoint or data path."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--checkpoint", default=str(DEFAULT_CHECKPOINT), help="default: the shipped model")
-    parser.add_argument("--data", required=True, help="fer2013.npz, fer2013.csv or an image folder")
+    parser.add_argument("--data", default=DEFAULT_DATA, help=f"fer2013.npz, fer2013.csv or an image folder "
+                                                               f"(default: {DEFAULT_DATA})")
     parser.add_argument("--split", default="PrivateTest", choices=SPLITS)
     parser.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the model card's)")
     parser.add_argument("--out", type=Path, help="folder for report.json and confusion.png")
@@ -87,9 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="end with one JSON line")
     parser.add_argument("--record", action="store_true",
                         help="write the headline figures into the checkpoint's model card")
+    parser.add_argument("--calibrate", action="store_true",
+                        help="fit the temperature on PublicTest and store it in the card (no report)")
+    parser.add_argument("--no-robustness", action="store_true", help="skip the re-framing and lighting table")
     args = parser.parse_args(argv)
     try:
-        report = evaluate(args.checkpoint, args.data, args.split, tta=args.tta, device=args.device)
+        if args.calibrate:
+            print(f"temperature {calibrate_checkpoint(args.checkpoint, args.data, args.split):.2f}")
+            return 0
+        report = evaluate(args.checkpoint, args.data, args.split, tta=args.tta, device=args.device,
+                          robustness=not args.no_robustness)
     except (CheckpointError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from . import augment
 from ..serving.classifier import pick_device
-from ..checkpoint import ModelCard, read_checkpoint, save_checkpoint
+from ..checkpoint import ModelCard, load_model, read_checkpoint, save_checkpoint
 from .data import DataError, FaceSet, load_sources
 from ..labels import EMOTIONS
 from ..networks import create_model
@@ -66,6 +66,10 @@ class TrainConfig:
     brightness: float = 0.15
     contrast: float = 0.25
     erase_probability: float = 0.25
+    # Knowledge distillation: a teacher checkpoint (the shipped ensemble) whose calibrated probabilities
+    # are blended into the targets with distill_weight, so one small network learns what the ensemble knows.
+    teacher: str = ""
+    distill_weight: float = 0.0
     seed: int = 0
     device: str = "auto"
     threads: int = 0
@@ -105,13 +109,17 @@ def normalisation_from(train_set: FaceSet, input_size: int) -> Preprocessing:
                          mean=round(float(pixels.mean()), 4), std=round(float(pixels.std()), 4))
 
 
-def build_targets(labels: torch.Tensor, soft: torch.Tensor | None, config: TrainConfig) -> torch.Tensor:
-    """Target distributions: smoothed one-hot labels, optionally blended with FER+ votes."""
+def build_targets(labels: torch.Tensor, soft: torch.Tensor | None, config: TrainConfig,
+                  teacher: torch.Tensor | None = None) -> torch.Tensor:
+    """Target distributions: smoothed one-hot labels, optionally blended with FER+ votes and a teacher."""
     classes = len(EMOTIONS)
     targets = F.one_hot(labels, classes).float()
     if soft is not None and config.soft_label_weight > 0:
         targets = (1 - config.soft_label_weight) * targets + config.soft_label_weight * soft
-    return targets * (1 - config.label_smoothing) + config.label_smoothing / classes
+    targets = targets * (1 - config.label_smoothing) + config.label_smoothing / classes
+    if teacher is not None:
+        targets = (1 - config.distill_weight) * targets + config.distill_weight * teacher
+    return targets
 
 
 def class_weights(labels: np.ndarray, mode: str) -> torch.Tensor | None:
@@ -127,18 +135,84 @@ def class_weights(labels: np.ndarray, mode: str) -> torch.Tensor | None:
 
 
 def predict_probabilities(model: torch.nn.Module, images: torch.Tensor, prep: Preprocessing,
-                          batch_size: int = 512, tta: str = "none") -> torch.Tensor:
-    """Softmax probabilities for uint8 [N,48,48] images, in batches, with the given test-time views."""
+                          batch_size: int = 512, tta: str = "none", temperature: float = 1.0) -> torch.Tensor:
+    """Probabilities for uint8 [N,48,48] images, in batches, with the given test-time views and temperature."""
     model.eval()
     device = next(model.parameters()).device
     outputs = [predict_faces(model, images[start:start + batch_size].to(device).float().unsqueeze(1) / 255.0,
-                             prep, tta).cpu()
+                             prep, tta, temperature).cpu()
                for start in range(0, len(images), batch_size)]
     return torch.cat(outputs)
 
 
-def train(config: TrainConfig, resume: bool = False) -> Path:
-    """Run training; return the path of the best checkpoint (chosen on PublicTest accuracy)."""
+@dataclass
+class Run:
+    """Everything one training run builds before its first epoch, and the state that moves per epoch."""
+
+    config: TrainConfig
+    device: torch.device
+    prep: Preprocessing
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    generator: torch.Generator
+    card: ModelCard
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    train_soft: torch.Tensor | None
+    teacher_probs: torch.Tensor | None
+    class_weights: torch.Tensor | None
+    val_images: torch.Tensor
+    val_labels: torch.Tensor
+    out_dir: Path
+    start_epoch: int = 0
+    best_accuracy: float = -1.0
+    history: list[dict] = field(default_factory=list)
+
+
+def _optimizer(model: torch.nn.Module, config: TrainConfig, steps_per_epoch: int):
+    if config.optimizer == "sgd":
+        optimizer = torch.optim.SGD(model.parameters(), lr=config.max_lr, momentum=0.9, nesterov=True,
+                                    weight_decay=config.weight_decay)
+    else:
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.max_lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.max_lr, epochs=config.epochs,
+                                                    steps_per_epoch=steps_per_epoch,
+                                                    pct_start=config.warmup_fraction)
+    return optimizer, scheduler
+
+
+def _load_parent(model: torch.nn.Module, config: TrainConfig) -> dict:
+    """Copy init_from's weights into the model; return the parent's story for the card."""
+    parent = read_checkpoint(config.init_from)
+    parent_card = ModelCard.from_json(parent["card"])
+    if (parent_card.architecture, parent_card.architecture_kwargs) != (config.architecture,
+                                                                       config.architecture_kwargs):
+        raise DataError(f"{config.init_from} is a {parent_card.architecture} {parent_card.architecture_kwargs}, "
+                        f"not the configured {config.architecture} {config.architecture_kwargs}")
+    model.load_state_dict(parent["state_dict"])
+    return {"version": parent_card.version, "training_config": parent_card.training_config,
+            "metrics": parent_card.metrics}
+
+
+def _teacher_probabilities(config: TrainConfig, images: torch.Tensor) -> tuple[torch.Tensor, dict]:
+    """The teacher's calibrated, mirror-averaged probabilities on the clean training faces, computed once.
+
+    Precomputing costs one pass over the data instead of a teacher forward pass per augmented batch;
+    the augmentations are mild enough that a face keeps its teacher's distribution.
+    """
+    teacher, teacher_card = load_model(config.teacher)
+    teacher = teacher.to(images.device, memory_format=torch.channels_last)
+    probabilities = predict_probabilities(teacher, images, teacher_card.preprocessing, tta="flip",
+                                          temperature=teacher_card.temperature)
+    story = {"version": teacher_card.version, "architecture": teacher_card.architecture,
+             "temperature": teacher_card.temperature, "metrics": teacher_card.metrics}
+    return probabilities.to(images.device), story
+
+
+def build_run(config: TrainConfig, resume: bool = False) -> Run:
+    """Load data, build model, optimizer, schedule and card; restore OUT_DIR/last.pt when resuming."""
     torch.manual_seed(config.seed)
     device = pick_device(config.device)
     if config.threads:
@@ -155,107 +229,112 @@ def train(config: TrainConfig, resume: bool = False) -> Path:
     prep = normalisation_from(train_set, config.input_size)
     # The whole data set fits in memory (and on any GPU): 29k x 48 x 48 bytes = 66 MB.
     train_images = torch.from_numpy(train_set.images).to(device)
-    train_labels = torch.from_numpy(train_set.labels).to(device)
     train_soft = None if train_set.soft_labels is None else torch.from_numpy(train_set.soft_labels).to(device)
-    val_images, val_labels = torch.from_numpy(val_set.images), torch.from_numpy(val_set.labels)
 
     model = create_model(config.architecture, num_classes=len(EMOTIONS), **config.architecture_kwargs)
     model = model.to(device, memory_format=torch.channels_last)
-    if config.optimizer == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=config.max_lr, momentum=0.9, nesterov=True,
-                                    weight_decay=config.weight_decay)
-    else:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=config.max_lr, weight_decay=config.weight_decay)
-    steps_per_epoch = math.ceil(len(train_set) / config.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.max_lr, epochs=config.epochs,
-                                                    steps_per_epoch=steps_per_epoch,
-                                                    pct_start=config.warmup_fraction)
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+    optimizer, scheduler = _optimizer(model, config, math.ceil(len(train_set) / config.batch_size))
     weights = class_weights(train_set.labels, config.class_weighting)
-    weights = None if weights is None else weights.to(device)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
-
     training_record = dataclasses.asdict(config)
     if config.init_from:
-        parent = read_checkpoint(config.init_from)
-        parent_card = ModelCard.from_json(parent["card"])
-        if (parent_card.architecture, parent_card.architecture_kwargs) != (config.architecture,
-                                                                           config.architecture_kwargs):
-            raise DataError(f"{config.init_from} is a {parent_card.architecture} {parent_card.architecture_kwargs}, "
-                            f"not the configured {config.architecture} {config.architecture_kwargs}")
-        model.load_state_dict(parent["state_dict"])
         # The parent's recipe and figures travel along, so the file alone tells the whole training story.
-        training_record["parent"] = {"version": parent_card.version, "training_config": parent_card.training_config,
-                                     "metrics": parent_card.metrics}
+        training_record["parent"] = _load_parent(model, config)
+    teacher_probs = None
+    if config.teacher and config.distill_weight > 0:
+        teacher_probs, training_record["teacher"] = _teacher_probabilities(config, train_images)
     card = ModelCard(architecture=config.architecture, architecture_kwargs=config.architecture_kwargs,
                      preprocessing=prep, version=config.version or f"{config.architecture}-{time.strftime('%Y%m%d')}",
                      training_config=training_record, data_fingerprint=faces.fingerprint())
-    start_epoch, best_accuracy, history = 0, -1.0, []
-    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
+    run = Run(config, device, prep, model, optimizer, scheduler,
+              torch.amp.GradScaler("cuda", enabled=device.type == "cuda"),
+              torch.Generator(device=device).manual_seed(config.seed), card,
+              train_images, torch.from_numpy(train_set.labels).to(device), train_soft, teacher_probs,
+              None if weights is None else weights.to(device),
+              torch.from_numpy(val_set.images), torch.from_numpy(val_set.labels), out_dir)
+    last_path = out_dir / "last.pt"
     if resume and last_path.exists():
         state = read_checkpoint(last_path)
         model.load_state_dict(state["state_dict"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        generator.set_state(state["generator"])
-        start_epoch, best_accuracy = state["epoch"] + 1, state["best_accuracy"]
-        history = json.loads(state["history"])
-        print(f"resumed from {last_path} at epoch {start_epoch}")
+        run.generator.set_state(state["generator"])
+        run.start_epoch, run.best_accuracy = state["epoch"] + 1, state["best_accuracy"]
+        run.history = json.loads(state["history"])
+        print(f"resumed from {last_path} at epoch {run.start_epoch}")
+    return run
 
-    started = time.time()
-    for epoch in range(start_epoch, config.epochs):
-        model.train()
-        order = torch.randperm(len(train_set), generator=generator, device=device)
-        seen, correct, loss_sum = 0, 0, 0.0
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch")
-        for step in bar:
-            index = order[step * config.batch_size:(step + 1) * config.batch_size]
-            images = train_images[index].float().unsqueeze(1) / 255.0
-            labels = train_labels[index]
-            images = augment.random_affine(images, generator, config.max_shift, config.max_rotation_deg,
-                                           config.max_scale, config.flip)
-            images = augment.random_photometric(images, generator, config.brightness, config.contrast)
-            images = augment.random_erase(images, generator, config.erase_probability, fill=prep.mean)
-            targets = build_targets(labels, None if train_soft is None else train_soft[index], config)
-            if config.mixup_alpha > 0:
-                images, targets = augment.mixup(images, targets, generator, config.mixup_alpha)
-            images = prep.to_input(images)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                logits = model(images)
-            log_probs = logits.float().log_softmax(dim=1)
-            per_sample = -(targets * log_probs * (1 if weights is None else weights)).sum(dim=1)
-            loss = per_sample.mean()
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            seen += len(labels)
-            correct += int((logits.argmax(dim=1) == labels).sum())
-            loss_sum += float(loss.detach()) * len(labels)
-            bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
-                            lr=f"{scheduler.get_last_lr()[0]:.4f}")
-        bar.close()
 
-        val_probs = predict_probabilities(model, val_images, prep)
-        val_accuracy = float((val_probs.argmax(dim=1) == val_labels).float().mean())
-        record = {"epoch": epoch + 1, "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-                  "public_test_accuracy": val_accuracy, "elapsed_s": round(time.time() - started, 1)}
-        history.append(record)
-        print(json.dumps(record), flush=True)
-        if val_accuracy > best_accuracy:
-            best_accuracy = val_accuracy
-            card.metrics = {"public_test_accuracy": val_accuracy, "selected_epoch": epoch + 1,
+def train_epoch(run: Run, epoch: int) -> dict:
+    """One pass over the shuffled training faces with augmentation; returns mean loss and accuracy."""
+    config, model, generator = run.config, run.model, run.generator
+    model.train()
+    steps = math.ceil(len(run.train_labels) / config.batch_size)
+    order = torch.randperm(len(run.train_labels), generator=generator, device=run.device)
+    seen, correct, loss_sum = 0, 0, 0.0
+    bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{config.epochs}", unit="batch")
+    for step in bar:
+        index = order[step * config.batch_size:(step + 1) * config.batch_size]
+        images = run.train_images[index].float().unsqueeze(1) / 255.0
+        labels = run.train_labels[index]
+        images = augment.random_affine(images, generator, config.max_shift, config.max_rotation_deg,
+                                       config.max_scale, config.flip)
+        images = augment.random_photometric(images, generator, config.brightness, config.contrast)
+        images = augment.random_erase(images, generator, config.erase_probability, fill=run.prep.mean)
+        targets = build_targets(labels, None if run.train_soft is None else run.train_soft[index], config,
+                                None if run.teacher_probs is None else run.teacher_probs[index])
+        if config.mixup_alpha > 0:
+            images, targets = augment.mixup(images, targets, generator, config.mixup_alpha)
+        with torch.autocast(device_type=run.device.type, dtype=torch.float16, enabled=run.scaler.is_enabled()):
+            logits = model(run.prep.to_input(images))
+        log_probs = logits.float().log_softmax(dim=1)
+        weights = 1 if run.class_weights is None else run.class_weights
+        loss = -(targets * log_probs * weights).sum(dim=1).mean()
+        run.optimizer.zero_grad(set_to_none=True)
+        run.scaler.scale(loss).backward()
+        run.scaler.step(run.optimizer)
+        run.scaler.update()
+        run.scheduler.step()
+        seen += len(labels)
+        correct += int((logits.argmax(dim=1) == labels).sum())
+        loss_sum += float(loss.detach()) * len(labels)
+        bar.set_postfix(loss=f"{loss_sum / seen:.3f}", acc=f"{correct / seen:.3f}",
+                        lr=f"{run.scheduler.get_last_lr()[0]:.4f}")
+    bar.close()
+    return {"train_loss": loss_sum / seen, "train_accuracy": correct / seen}
+
+
+def validate(run: Run) -> float:
+    """PublicTest accuracy of the current weights (centre crop, no TTA): the selection criterion."""
+    probabilities = predict_probabilities(run.model, run.val_images, run.prep)
+    return float((probabilities.argmax(dim=1) == run.val_labels).float().mean())
+
+
+def save_epoch(run: Run, epoch: int, record: dict) -> None:
+    """Keep best.pt (highest PublicTest accuracy) and last.pt with everything --resume needs."""
+    run.history.append(record)
+    if record["public_test_accuracy"] > run.best_accuracy:
+        run.best_accuracy = record["public_test_accuracy"]
+        run.card.metrics = {"public_test_accuracy": run.best_accuracy, "selected_epoch": epoch + 1,
                             "train_seconds": record["elapsed_s"]}
-            save_checkpoint(best_path, model, card)
-        save_checkpoint(last_path, model, card, extra={
-            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-            "generator": generator.get_state(), "epoch": epoch, "best_accuracy": best_accuracy,
-            "history": json.dumps(history)})
-        (out_dir / "history.json").write_text(json.dumps(history, indent=2))
-    print(f"best PublicTest accuracy {best_accuracy:.4f}; checkpoint {best_path}")
-    return best_path
+        save_checkpoint(run.out_dir / "best.pt", run.model, run.card)
+    save_checkpoint(run.out_dir / "last.pt", run.model, run.card, extra={
+        "optimizer": run.optimizer.state_dict(), "scheduler": run.scheduler.state_dict(),
+        "generator": run.generator.get_state(), "epoch": epoch, "best_accuracy": run.best_accuracy,
+        "history": json.dumps(run.history)})
+    (run.out_dir / "history.json").write_text(json.dumps(run.history, indent=2))
+
+
+def train(config: TrainConfig, resume: bool = False) -> Path:
+    """Run training; return the path of the best checkpoint (chosen on PublicTest accuracy)."""
+    run = build_run(config, resume)
+    started = time.time()
+    for epoch in range(run.start_epoch, config.epochs):
+        record = {"epoch": epoch + 1, **train_epoch(run, epoch), "public_test_accuracy": validate(run),
+                  "elapsed_s": round(time.time() - started, 1)}
+        print(json.dumps(record), flush=True)
+        save_epoch(run, epoch, record)
+    print(f"best PublicTest accuracy {run.best_accuracy:.4f}; checkpoint {run.out_dir / 'best.pt'}")
+    return run.out_dir / "best.pt"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -67,3 +67,18 @@ def draw_confusion_matrix(matrix: np.ndarray, names: Sequence[str], title: str, 
     cv2.putText(image, "rows: true label, columns: predicted", (10, image.shape[0] - 14), font, 0.45, (80, 80, 80),
                 1, cv2.LINE_AA)
     return image
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE: the confidence-weighted gap between top-1 confidence and accuracy, over equal-width bins."""
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0, 1, bins + 1)
+    # Bins are (low, high]; np.digitize with right=True puts a confidence of exactly 1.0 in the last bin.
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    gap = 0.0
+    for index in range(bins):
+        members = which == index
+        if members.any():
+            gap += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return round(float(gap), 4)

@@ -1,0 +1,122 @@
+"""Combine trained networks into one ensemble checkpoint, members chosen on PublicTest only.
+
+``python -m model_server.training.ensemble --candidates A.pt B.pt C.pt D.pt --out FILE [--data PATH]``
+scores every subset of the candidates (probabilities averaged, per test-time augmentation mode), keeps
+the best, fits its temperature on the same PublicTest probabilities and writes one self-describing file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..checkpoint import CheckpointError, ModelCard, load_model, save_checkpoint
+from ..networks import create_model
+from .calibration import fit_temperature, negative_log_likelihood
+from .data import DataError, load_faces
+from .loop import TrainConfig, predict_probabilities
+from .metrics import classification_report, expected_calibration_error
+
+COMBINATION = "mean of the members' softmax probabilities over the same test-time views, then temperature"
+
+
+def check_compatible(cards: list[ModelCard]) -> None:
+    """Members share one input pipeline (the ensemble feeds them the same tensor), or this raises."""
+    geometry = {(c.preprocessing.resize, c.preprocessing.input_size, c.preprocessing.mean, c.preprocessing.std,
+                 tuple(c.labels)) for c in cards}
+    if len(geometry) != 1:
+        raise CheckpointError(f"ensemble members disagree on input size, normalisation or labels: {geometry}")
+
+
+def build_ensemble(paths: list[str | Path], version: str, tta: str) -> tuple[torch.nn.Module, ModelCard]:
+    """One Ensemble network holding the members' weights, and a card naming every member and its story."""
+    loaded = [load_model(path) for path in paths]
+    cards = [card for _, card in loaded]
+    check_compatible(cards)
+    specs = [{"architecture": c.architecture, "architecture_kwargs": c.architecture_kwargs} for c in cards]
+    ensemble = create_model("ensemble", num_classes=len(cards[0].labels), members=specs)
+    for slot, (member, _) in zip(ensemble.members, loaded):
+        slot.load_state_dict(member.state_dict())
+    members = [{"source": str(path), "version": c.version, "architecture": c.architecture,
+                "architecture_kwargs": c.architecture_kwargs, "training_config": c.training_config,
+                "metrics": c.metrics} for path, c in zip(paths, cards)]
+    card = ModelCard(architecture="ensemble", architecture_kwargs={"members": specs}, labels=cards[0].labels,
+                     preprocessing=dataclasses.replace(cards[0].preprocessing, tta=tta), version=version,
+                     training_config={"combination": COMBINATION, "members": members},
+                     data_fingerprint=cards[0].data_fingerprint)
+    return ensemble.eval(), card
+
+
+def score_subsets(probabilities: dict[str, dict[str, np.ndarray]], labels: np.ndarray,
+                  sizes: range) -> list[dict]:
+    """PublicTest accuracy and macro-F1 of every subset of members, per TTA mode, best first."""
+    rows = []
+    for size in sizes:
+        for subset in itertools.combinations(sorted(probabilities), size):
+            for mode in probabilities[subset[0]]:
+                averaged = np.mean([probabilities[path][mode] for path in subset], axis=0)
+                report = classification_report(averaged, labels, [str(i) for i in range(averaged.shape[1])])
+                rows.append({"members": list(subset), "tta": mode, "accuracy": report["accuracy"],
+                             "macro_f1": report["macro_f1"]})
+    # Ties go to fewer members and fewer views: the same accuracy for less compute per face.
+    views = {"none": 1, "flip": 2, "five_crop_flip": 10}
+    return sorted(rows, key=lambda r: (-r["accuracy"], -r["macro_f1"], len(r["members"]), views[r["tta"]]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command-line entry point; exits 2 with a message on unusable checkpoints or data."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--candidates", nargs="+", required=True, help="member checkpoints to choose from")
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--data", default=TrainConfig.data)
+    parser.add_argument("--version", default="ensemble")
+    parser.add_argument("--min-members", type=int, default=3)
+    parser.add_argument("--max-members", type=int, default=5)
+    parser.add_argument("--tta", nargs="+", default=["flip", "five_crop_flip"], help="TTA modes to compare")
+    args = parser.parse_args(argv)
+    try:
+        faces = load_faces(args.data).split("PublicTest")
+        images = torch.from_numpy(faces.images)
+        probabilities = {}
+        for path in args.candidates:
+            model, card = load_model(path)
+            model = model.to(memory_format=torch.channels_last)
+            probabilities[path] = {mode: predict_probabilities(model, images, card.preprocessing, tta=mode).numpy()
+                                   for mode in args.tta}
+            print(json.dumps({"member": path, "version": card.version,
+                              **{mode: round(float((p.argmax(1) == faces.labels).mean()), 4)
+                                 for mode, p in probabilities[path].items()}}), flush=True)
+        sizes = range(args.min_members, min(args.max_members, len(args.candidates)) + 1)
+        table = score_subsets(probabilities, faces.labels, sizes)
+        best = table[0]
+        averaged = np.mean([probabilities[path][best["tta"]] for path in best["members"]], axis=0)
+        temperature = fit_temperature(averaged, faces.labels)
+        model, card = build_ensemble(best["members"], args.version, best["tta"])
+    except (CheckpointError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    card.temperature = temperature
+    card.training_config["selection"] = {"split": "PublicTest", "table": table[:20]}
+    card.metrics = {"public_test_accuracy": best["accuracy"], "public_test_macro_f1": best["macro_f1"],
+                    "public_test_calibration": {
+                        "temperature": temperature,
+                        "ece_before": expected_calibration_error(averaged, faces.labels),
+                        "nll_before": round(negative_log_likelihood(averaged, faces.labels), 4),
+                        "nll_after": round(negative_log_likelihood(averaged, faces.labels, temperature), 4)}}
+    save_checkpoint(args.out, model, card, half=True)
+    for row in table[:10]:
+        print(json.dumps(row))
+    print(f"chose {len(best['members'])} members, tta={best['tta']}: PublicTest accuracy {best['accuracy']:.4f}, "
+          f"macro-F1 {best['macro_f1']:.4f}; temperature {temperature:.2f}; wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -5,12 +5,13 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from web_helpers import image_bytes, make_config
-from webapp.fetch import AddressNotAllowed, check_address
+from webapp.fetch import AddressNotAllowed, FetchError, FetchPolicy, check_address, fetch_image_bytes
 
 PNG = image_bytes(96, 96)
 
@@ -130,8 +131,14 @@ def test_the_size_cap_applies_to_urls(tmp_path, image_server):
     assert response.status_code == 413 and response.get_json()["error"] == "payload_too_large"
 
 
-def test_http_errors_and_unresolvable_hosts_are_clear(client, image_server):
+def test_http_errors_and_unresolvable_hosts_are_clear(client, image_server, monkeypatch):
     assert "HTTP 404" in _predict_url(client, f"{image_server}/missing.png").get_json()["message"]
+
+    def nxdomain(host, *args, **kwargs):
+        """What the resolver says for a name that does not exist (no real lookup in tests)."""
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", nxdomain)
     unresolvable = _predict_url(client, "http://no-such-host.invalid/x.png")
     assert unresolvable.status_code == 422 and "could not be resolved" in unresolvable.get_json()["message"]
 
@@ -144,3 +151,136 @@ def test_check_address_unit():
             check_address(ipaddress.ip_address(bad))
     with pytest.raises(AddressNotAllowed):  # loopback allowance does not open private ranges
         check_address(ipaddress.ip_address("10.0.0.1"), allow_loopback=True)
+
+
+# The fetch itself, below the web tier: a raw server that the test scripts byte by byte, and a fake resolver.
+
+LOOPBACK = FetchPolicy(timeout_s=1.0, allow_loopback=True)
+
+
+@pytest.fixture
+def scripted_server():
+    """Start a local server that answers each connection with the given (bytes, pause) steps; its port."""
+    servers, requests = [], []
+
+    def start(steps):
+        listener = socket.create_server(("127.0.0.1", 0))
+        listener.settimeout(10)
+
+        def serve():
+            while True:
+                try:
+                    connection, _ = listener.accept()
+                except OSError:
+                    return
+                with connection:
+                    requests.append(connection.recv(65536))
+                    try:
+                        for data, pause in steps:
+                            connection.sendall(data)
+                            time.sleep(pause)
+                    except OSError:  # the client gave up, as it should
+                        pass
+
+        threading.Thread(target=serve, daemon=True).start()
+        servers.append(listener)
+        return listener.getsockname()[1]
+
+    start.requests = requests
+    yield start
+    for listener in servers:
+        listener.close()
+
+
+def test_a_slowly_dripping_body_fails_at_the_deadline(scripted_server):
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: image/png\r\nContent-Length: 100000\r\n\r\n"
+    port = scripted_server([(head, 0)] + [(b"x", 0.05)] * 200)  # 10 s if read to the end
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="took longer than 1 s"):
+        fetch_image_bytes(f"http://127.0.0.1:{port}/drip.png", LOOPBACK)
+    assert time.monotonic() - started < 1.5
+
+
+def test_a_slow_status_line_fails_at_the_deadline(scripted_server):
+    port = scripted_server([(bytes([byte]), 0.05) for byte in b"HTTP/1.1 200 OK\r\n" * 10])
+    started = time.monotonic()
+    with pytest.raises(FetchError, match="took longer"):
+        fetch_image_bytes(f"http://127.0.0.1:{port}/slow.png", LOOPBACK)
+    assert time.monotonic() - started < 1.5
+
+
+def _ok_png() -> list:
+    return [(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(PNG) + PNG, 0)]
+
+
+def test_non_ascii_in_a_url_or_a_redirect_is_percent_encoded_not_a_crash(scripted_server):
+    target = scripted_server(_ok_png())
+    assert fetch_image_bytes(f"http://127.0.0.1:{target}/fäce ☺.png?q=é", LOOPBACK) == PNG
+    assert scripted_server.requests[-1].startswith(b"GET /f%C3%A4ce%20%E2%98%BA.png?q=%C3%A9 HTTP/1.1")
+    location = f"http://127.0.0.1:{target}/gesicht-ü.png".encode()  # raw UTF-8, as some servers send it
+    redirect = scripted_server([(b"HTTP/1.1 302 Found\r\nLocation: " + location + b"\r\nContent-Length: 0\r\n\r\n", 0)])
+    assert fetch_image_bytes(f"http://127.0.0.1:{redirect}/r", LOOPBACK) == PNG
+    assert scripted_server.requests[-1].startswith(b"GET /gesicht-%C3%BC.png HTTP/1.1")
+
+
+@pytest.mark.parametrize("url", ["http://[::1/x", "http://[::1]:99999/x", "http://exa\ud800mple.com/x.png",
+                                 "http://example.com/\ud800.png", "ftp://example.com/x.png", "http:///x.png",
+                                 "http://" + "ü" * 64 + ".example/x.png"])
+def test_malformed_urls_give_the_fetchs_own_error(url, monkeypatch):
+    monkeypatch.setattr(socket, "getaddrinfo", _no_dns)
+    with pytest.raises(FetchError) as caught:
+        fetch_image_bytes(url, LOOPBACK)
+    assert caught.value.status == 422 and caught.value.code == "invalid_url"
+
+
+def test_a_malformed_redirect_gives_the_fetchs_own_error(scripted_server):
+    port = scripted_server([(b"HTTP/1.1 302 Found\r\nLocation: http://[::1\r\nContent-Length: 0\r\n\r\n", 0)])
+    with pytest.raises(FetchError) as caught:
+        fetch_image_bytes(f"http://127.0.0.1:{port}/r", LOOPBACK)
+    assert caught.value.code == "invalid_url"
+
+
+def _no_dns(host, port, *args, **kwargs):
+    """Tests never resolve real names: address literals are answered here, a name fails the test."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise AssertionError(f"resolved {host!r}") from None
+    if address.version == 6:
+        return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (host, port, 0, 0))]
+    return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (host, port))]
+
+
+# Issue 9: each of these was fetched. They embed loopback or the metadata address in an IPv6 form.
+EMBEDDED_IPV4_FORMS = ["::7f00:1", "64:ff9b::7f00:1", "64:ff9b::a9fe:a9fe", "2002:7f00:1::", "::ffff:0:7f00:1",
+                       "2002:a9fe:a9fe::1", "64:ff9b:1::a00:1", "2001:0:4136:e378:8000:63bf:80ff:fffe"]
+
+
+@pytest.mark.parametrize("address", EMBEDDED_IPV4_FORMS)
+def test_ipv6_forms_that_embed_a_blocked_ipv4_address_are_refused(address):
+    with pytest.raises(AddressNotAllowed):
+        check_address(ipaddress.ip_address(address))
+    with pytest.raises(AddressNotAllowed):  # the test-only loopback allowance is for 127.0.0.1 and ::1 themselves
+        check_address(ipaddress.ip_address(address), allow_loopback=True)
+
+
+@pytest.mark.parametrize("address", ["2002:808:808::1", "64:ff9b::808:808", "2606:4700::1111", "::ffff:8.8.8.8"])
+def test_ipv6_forms_of_public_addresses_stay_allowed(address):
+    check_address(ipaddress.ip_address(address))
+
+
+def test_a_name_resolving_to_an_embedded_form_is_refused_before_connecting(monkeypatch):
+    connected = []
+    monkeypatch.setattr(socket, "getaddrinfo", lambda host, port, *a, **k: [
+        (socket.AF_INET6, socket.SOCK_STREAM, 6, "", ("64:ff9b::7f00:1", port, 0, 0))])
+    monkeypatch.setattr(socket, "create_connection", lambda *a, **k: connected.append(a))
+    with pytest.raises(AddressNotAllowed):
+        fetch_image_bytes("http://nat64.example/x.png", FetchPolicy())
+    assert connected == []
+
+
+@pytest.mark.parametrize("url", ["http://[::1/x", "http://example.com/\ud800.png", "http://[64:ff9b::7f00:1]/x.png"])
+def test_the_api_answers_bad_urls_with_422_not_500(client, url, monkeypatch):
+    monkeypatch.setattr(socket, "getaddrinfo", _no_dns)
+    response = _predict_url(client, url)
+    assert response.status_code == 422 and response.get_json()["error"] in ("invalid_url", "url_not_allowed")

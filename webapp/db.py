@@ -23,8 +23,19 @@ class Database:
     session: scoped_session[Session]
 
 
+def normalise_url(url: str) -> str:
+    """Name the installed PostgreSQL driver in hosted-style URLs (postgres://, postgresql://)."""
+    # Hosts hand out postgres:// (which SQLAlchemy does not know) and postgresql:// (which means psycopg2,
+    # not installed); psycopg 3 is the driver we ship with.
+    for prefix in ("postgres://", "postgresql://"):
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix):]
+    return url
+
+
 def make_engine(url: str, schema: str | None = None) -> Engine:
     """Create an engine; SQLite gets foreign keys and cross-thread use, PostgreSQL an optional schema."""
+    url = normalise_url(url)
     connect_args: dict = {}
     if url.startswith("sqlite"):
         # Requests may be served from several threads (threading mode); each checks out its own connection.
@@ -66,11 +77,18 @@ def get_session() -> Session:
 
 
 def ping() -> bool:
-    """True when the database answers a trivial query."""
+    """True when the database reads a real table and, for SQLite, could still write to its file."""
+    engine = current_app.extensions["emotion_lens.db"].engine
     try:
-        with current_app.extensions["emotion_lens.db"].engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
+        with engine.connect() as connection:
+            # A deleted or corrupted file still answers "SELECT 1"; reading a table's pages does not.
+            connection.execute(text("SELECT 1 FROM analyses LIMIT 1")).all()
+            if engine.dialect.name == "sqlite":
+                # A pooled connection keeps reading a deleted file's open inode; SQLite only refuses a write
+                # ("readonly database"), so try one and roll it back.
+                connection.execute(text("UPDATE alembic_version SET version_num = version_num"))
+                connection.rollback()
         return True
-    except Exception:  # noqa: BLE001 - any driver error means "not reachable"; health reports it
+    except Exception:  # noqa: BLE001 - any driver error means "not usable"; health reports it
         current_app.logger.warning("database ping failed", exc_info=True)
         return False

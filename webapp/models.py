@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import Boolean, DateTime, Float, ForeignKey, Integer, String, TypeDecorator, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from model_server.labels import EMOTIONS
@@ -13,6 +13,29 @@ from model_server.labels import EMOTIONS
 def utcnow() -> datetime:
     """Timezone-aware now, so SQLite and PostgreSQL rows compare the same way."""
     return datetime.now(timezone.utc)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware timestamp, stored and read back as UTC on every database."""
+
+    # SQLite has no zone: SQLAlchemy writes the wall time and reads a naive datetime, so the zone is
+    # normalised to UTC on the way in and put back on the way out (issue 9).
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect) -> datetime | None:
+        """Store UTC; a naive datetime is a bug (whose local time would it be?)."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware")
+        return value.astimezone(timezone.utc)
+
+    def process_result_value(self, value: datetime | None, dialect) -> datetime | None:
+        """An aware UTC datetime, whatever the driver returned."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
 
 class Base(DeclarativeBase):
@@ -25,7 +48,7 @@ class Analysis(Base):
     __tablename__ = "analyses"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random, unguessable: it is the permalink
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
     model_name: Mapped[str] = mapped_column(String(100))
@@ -84,7 +107,7 @@ class Correction(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), index=True)
     emotion: Mapped[str] = mapped_column(String(16))
-    created: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     consent_crop: Mapped[bool] = mapped_column(Boolean, default=False)
     crop_path: Mapped[str | None] = mapped_column(String(255))
 

@@ -1,7 +1,7 @@
-"""The small typed contract between the web app and the model: no torch in here, on purpose.
+"""The one contract between the web app and the model tier: no torch and no pixels work in here, on purpose.
 
-The web app imports only this module and ``imaging``; anything that needs torch is loaded
-by name at start-up (``load_predictor``), so a web process can be tested with a fake.
+The web app imports only this module and ``errors``; the model (in-process or a remote worker) is
+loaded by name at start-up (``load_predictor``), so a web process can be tested with a fake.
 """
 
 from __future__ import annotations
@@ -43,10 +43,13 @@ class Box:
 
 @dataclass(frozen=True)
 class FaceResult:
-    """One detected face: its box and the seven probabilities in ``labels`` order."""
+    """One face: the detector's box, the square crop box cut around it, the 48x48 grayscale crop the
+    classifier saw (None unless asked for), and the probabilities in ``labels`` order."""
 
     box: Box
+    crop_box: Box
     probabilities: tuple[float, ...]
+    crop: np.ndarray | None = None
     labels: tuple[str, ...] = EMOTIONS
 
     def __post_init__(self) -> None:
@@ -84,30 +87,79 @@ class ModelInfo:
                 "metrics": dict(self.metrics)}
 
 
+MODES = ("photo", "live")
+
+
+@dataclass(frozen=True)
+class AnalysisRequest:
+    """One image to analyse and what the caller wants back.
+
+    ``image`` is encoded bytes (JPEG, PNG, WebP) or an RGB uint8 array. ``mode`` picks the serving
+    settings: ``photo`` (thorough) or ``live`` (webcam rate). ``hints`` are boxes where faces were in the
+    caller's previous frames (live tracking); ``deadline`` is a wall-clock time (``time.time()``) after
+    which nobody waits for the answer any more.
+    """
+
+    image: bytes | np.ndarray
+    mode: str = "photo"
+    want_crops: bool = False
+    want_annotated: bool = False
+    want_jpeg: bool = False
+    max_pixels: int | None = None
+    hints: tuple[Box, ...] = ()
+    deadline: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+
+
 @dataclass(frozen=True)
 class ImageAnalysis:
-    """Every face found in one image, with the image size and per-stage timings."""
+    """Every face found in one image, with the image size, the model, per-stage timings and the extras asked for.
+
+    ``faces_omitted`` counts faces found beyond the face cap (largest faces are kept).
+    ``annotated_png`` and ``jpeg`` (the upright image re-encoded without EXIF) are None unless asked for.
+    """
 
     width: int
     height: int
     faces: tuple[FaceResult, ...]
     model: ModelInfo
     timings_ms: Mapping[str, float] = field(default_factory=dict)
+    faces_omitted: int = 0
+    annotated_png: bytes | None = None
+    jpeg: bytes | None = None
+
+
+def face_json(index: int, box: Box, emotions: Mapping[str, float], **extra: Any) -> dict[str, Any]:
+    """One face as every transport shows it: the JSON API, stored analyses, live acks and the predict CLI."""
+    top = max(emotions, key=emotions.get)
+    return {"index": index, "box": box.as_dict(), "emotions": {k: float(v) for k, v in emotions.items()},
+            "top": top, "emoji": EMOJI[top], **extra}
 
 
 @runtime_checkable
 class Predictor(Protocol):
-    """Anything that turns an RGB uint8 image [H,W,3] into an ImageAnalysis."""
+    """The model tier as the web tier sees it: an AnalysisRequest in, one ImageAnalysis out.
+
+    ``runs_locally`` tells the caller whether ``analyze`` burns CPU in this process (run it in a real OS
+    thread under eventlet) or only waits on a socket (a green wait is enough).
+    """
 
     info: ModelInfo
+    runs_locally: bool
 
-    def analyze(self, rgb: np.ndarray, realtime: bool = False) -> ImageAnalysis:
-        """Detect faces and classify each; thread-safe. ``realtime`` trades a little accuracy for speed
-        (video frames, where the viewer's smoothing averages over frames anyway)."""
+    def analyze(self, request: AnalysisRequest) -> ImageAnalysis:
+        """Decode, detect, crop, classify and encode as asked; thread-safe; raises AnalysisError subclasses."""
+        ...
+
+    def ready(self) -> bool:
+        """True when an answer can be expected now (model loaded, or a live worker seen recently)."""
         ...
 
     def close(self) -> None:
-        """Release threads and memory."""
+        """Release threads, connections and memory."""
         ...
 
 

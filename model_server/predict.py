@@ -7,20 +7,21 @@ import json
 import sys
 from pathlib import Path
 
+from .api import AnalysisRequest, ImageAnalysis, face_json
 from .checkpoint import CheckpointError
-from .serving.draw import annotate
-from .serving.imaging import ImageError, decode_image, encode_image
+from .errors import ImageError
 from .labels import to_six_class
-from .serving.engine import create_pipeline
 from .preprocessing import TTA_MODES
+from .serving.engine import create_engine
 
 
-def analysis_to_json(path: str, analysis) -> dict:
-    """The per-image JSON printed by the CLI (the same face shape as the web API)."""
+def analysis_to_json(path: str, analysis: ImageAnalysis) -> dict:
+    """The per-image JSON printed by the CLI (the web API's face serializer, plus the six-class view)."""
     return {
         "image": path, "width": analysis.width, "height": analysis.height, "model": analysis.model.version,
-        "faces": [{"index": i, "box": f.box.as_dict(), "emotions": f.emotions, "top": f.top, "emoji": f.emoji,
-                   "six_class": to_six_class(f.probabilities)} for i, f in enumerate(analysis.faces)],
+        "faces": [face_json(i, f.box, f.emotions, six_class=to_six_class(f.probabilities))
+                  for i, f in enumerate(analysis.faces)],
+        "faces_omitted": analysis.faces_omitted,
     }
 
 
@@ -38,23 +39,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the model card's)")
     args = parser.parse_args(argv)
     try:
-        pipeline = create_pipeline(args.checkpoint, tta=args.tta, batching=False)
+        engine = create_engine(batching=False, checkpoint=args.checkpoint, photo_tta=args.tta)
     except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     failures = 0
     for index, name in enumerate(args.images):
         try:
-            image = decode_image(Path(name).read_bytes())
+            analysis = engine.analyze(AnalysisRequest(Path(name).read_bytes(), want_annotated=bool(args.annotate)))
         except (OSError, ImageError) as error:
             print(json.dumps({"image": name, "error": str(error)}))
             failures += 1
             continue
-        analysis = pipeline.analyze(image.rgb)
         print(json.dumps(analysis_to_json(name, analysis), ensure_ascii=False))
         if args.annotate:
-            target = annotated_path(args.annotate, index, len(args.images))
-            target.write_bytes(encode_image(annotate(image.rgb, analysis), "PNG"))
+            annotated_path(args.annotate, index, len(args.images)).write_bytes(analysis.annotated_png)
     return 1 if failures else 0
 
 

@@ -279,7 +279,8 @@
     }).filter(Boolean);
     if (!faces.length) { $("live-correct-status").textContent = "Choose an emotion for at least one face."; return; }
     if (!socket) { $("live-correct-status").textContent = "Start the camera again to send corrections."; return; }
-    const payload = {frame: frozen.buffer, faces, consent_crop: $("live-consent").checked};
+    // The server kept this frame's answer by its number, so the correction stores exactly what was shown.
+    const payload = {seq: frozen.answer.seq, faces, consent_crop: $("live-consent").checked};
     socket.timeout(ACK_TIMEOUT_MS).emit("correction", payload, (timedOut, answer) => {
       const status = $("live-correct-status");
       if (timedOut || !answer || answer.error) {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from fakes import FakePredictor
+from fakes import FakePredictor, decode_rgb
 
 SLOW_SPEC = "fakes_live:create_slow_predictor"  # tests/ is on the server's PYTHONPATH
 SLOW_SECONDS = 2.0
@@ -21,11 +21,11 @@ class SlowFakePredictor(FakePredictor):
         # if analysis ran on the event loop, every client of the server would freeze for SLOW_SECONDS.
         self._blocking_sleep = patcher.original("time").sleep
 
-    def analyze(self, rgb: np.ndarray, realtime: bool = False):
+    def analyze(self, request):
         """Block on one-colour images, then answer like FakePredictor."""
-        if float(rgb.std()) < 1.0:
+        if float(decode_rgb(request.image).std()) < 1.0:
             self._blocking_sleep(SLOW_SECONDS)
-        return super().analyze(rgb)
+        return super().analyze(request)
 
 
 def create_slow_predictor(**_options) -> SlowFakePredictor:

@@ -52,7 +52,8 @@ def test_annotate_and_crops_return_png_data_urls(client):
         assert data_url.startswith("data:image/png;base64,")
     annotated = Image.open(io.BytesIO(base64.b64decode(body["annotated_image"].split(",", 1)[1])))
     crop = Image.open(io.BytesIO(base64.b64decode(body["faces"][0]["crop"].split(",", 1)[1])))
-    assert annotated.size == (128, 96) and crop.size == (64, 48)
+    # The crop is what the classifier saw: 48x48 grayscale, not the raw box in colour.
+    assert annotated.size == (128, 96) and crop.size == (48, 48) and crop.mode == "L"
 
 
 def test_get_analysis_matches_the_prediction_without_the_token(client):

@@ -22,7 +22,7 @@ def _error(response, status: int, code: str) -> str:
 @pytest.fixture
 def app_config(tmp_path):
     """Small caps so the tests can exceed them with tiny files."""
-    return make_config(tmp_path, MAX_CONTENT_LENGTH=200_000, MAX_PIXELS=1_000_000)
+    return make_config(tmp_path, MAX_CONTENT_LENGTH=200_000, SERVING={"photo_max_pixels": 1_000_000})
 
 
 def test_oversize_upload_is_413_json(client):

@@ -104,3 +104,14 @@ def test_export_writes_a_folder_the_training_loader_reads(app, client, tmp_path)
     assert faces.images.shape == (3, 48, 48)
     assert sorted(faces.labels.tolist()) == sorted(EMOTIONS.index(label) for label in labels)
     assert np.all(faces.usage == 0)
+
+
+def test_an_exported_correction_is_exactly_the_crop_the_classifier_saw(app, client, tmp_path):
+    analysis = upload(client, image_bytes(seed=7), query="?crops=true").get_json()
+    _feedback(client, analysis["id"], "sad", consent=True, token=analysis["delete_token"])
+    app.test_cli_runner().invoke(args=["export-corrections", str(tmp_path / "export")])
+    exported = load_folder(tmp_path / "export").images[0]
+    # The model tier's crop for this face (squared, margined, grayscale, 48x48), as the analysis returned it.
+    [request] = [r for r in app.extensions["emotion_lens.inference"].predictor.requests if r.want_crops]
+    seen = app.extensions["emotion_lens.inference"].predictor.analyze(request).faces[0].crop
+    np.testing.assert_array_equal(exported, seen)

@@ -61,7 +61,7 @@ def test_too_many_waiting_analyses_get_503(tmp_path):
     assert response.status_code == 503 and response.get_json()["error"] == "busy"
 
 
-def test_decoding_and_encoding_of_uploads_run_off_the_event_loop(client, monkeypatch):
+def test_an_upload_is_one_off_loop_model_call_that_decodes_and_encodes(app, client, monkeypatch):
     from web_helpers import upload
     from webapp import inference as inference_module
 
@@ -75,4 +75,8 @@ def test_decoding_and_encoding_of_uploads_run_off_the_event_loop(client, monkeyp
     monkeypatch.setattr(inference_module, "run_off_loop", recording)
     response = upload(client, query="?annotate=true&crops=true&keep_photo=true")
     assert response.status_code == 200
-    assert {"decode_image", "encode_image", "_annotated_png", "_pngs", "analyze"} <= set(offloaded)
+    # Decoding, annotating and re-encoding all happen inside the model tier's one call.
+    assert offloaded == ["analyze"]
+    [request] = app.extensions["emotion_lens.inference"].predictor.requests
+    assert isinstance(request.image, bytes) and request.mode == "photo"
+    assert request.want_annotated and request.want_jpeg and request.want_crops

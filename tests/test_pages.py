@@ -50,7 +50,13 @@ def test_form_errors_are_shown_on_the_form(client):
     token = _token(client.get("/").get_data(as_text=True))
     response = client.post("/analyze", data={"csrf_token": token, "image": (io.BytesIO(b"text"), "x.txt")},
                            content_type="multipart/form-data")
-    assert response.status_code == 415 and "not an image" in response.get_data(as_text=True)
+    html = response.get_data(as_text=True)
+    # The form itself comes back with the message, so the visitor can choose another file at once.
+    assert response.status_code == 415 and "not an image" in html and 'id="upload-form"' in html
+    truncated = image_bytes()[:200]
+    response = client.post("/analyze", data={"csrf_token": token, "image": (io.BytesIO(truncated), "x.png")},
+                           content_type="multipart/form-data")
+    assert response.status_code == 422 and 'id="upload-form"' in response.get_data(as_text=True)
 
 
 def test_unknown_page_is_an_html_404(client):

@@ -52,7 +52,7 @@ CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-background-network
                  "--no-first-run", "--disable-gpu"]
 CHROMIUM_MISSING = (f"{CHROMIUM} is missing (apt-get install chromium); "
                     "Playwright's own browsers are never downloaded")
-REAL_PREDICTOR = "model_server.serving.engine:create_pipeline"
+REAL_PREDICTOR = "model_server.serving.engine:create_engine"
 
 
 @contextlib.contextmanager

@@ -7,15 +7,15 @@ from typing import Any
 
 from flask import Blueprint, current_app, jsonify, request, url_for
 
-from model_server.labels import EMOJI
-
-from . import inference, services
+from . import analyses, inference
+from .analyses import face_dict
 from .db import ping
 from .errors import InvalidInput
 from .extensions import csrf
 from .limits import feedback_limit, predict_limit
 from .models import Analysis, Correction
 from .openapi import openapi_document
+from .photo import service as photo_service
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 # Token clients (scripts, apps) have no session to forge; browsers do, so they are checked below.
@@ -45,24 +45,14 @@ def _data_url(png: bytes) -> str:
     return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
-def face_json(index: int, box: dict[str, int], emotions: dict[str, float], top: str) -> dict[str, Any]:
-    """One face as every transport shows it (the JSON API and the live stream share this shape)."""
-    return {"index": index, "box": box, "emotions": emotions, "top": top, "emoji": EMOJI[top]}
-
-
-def face_dict(face) -> dict[str, Any]:
-    """A stored face row as the API shows it."""
-    return face_json(face.face_index, {"x": face.x, "y": face.y, "w": face.w, "h": face.h}, face.emotions, face.top)
-
-
 def analysis_dict(analysis: Analysis) -> dict[str, Any]:
     """An analysis as the API shows it (no token, no photo bytes)."""
     return {"id": analysis.id, "created": analysis.created.isoformat(), "source": analysis.source,
             "width": analysis.width, "height": analysis.height,
             "model": {"name": analysis.model_name, "version": analysis.model_version},
             "faces": [face_dict(face) for face in analysis.faces],
-            "url": url_for("pages.analysis", analysis_id=analysis.id, _external=True),
-            "photo_url": url_for("pages.photo", analysis_id=analysis.id, _external=True)
+            "url": url_for("photo.analysis", analysis_id=analysis.id, _external=True),
+            "photo_url": url_for("photo.photo", analysis_id=analysis.id, _external=True)
             if analysis.photo_path else None}
 
 
@@ -85,19 +75,22 @@ def predict():
     if upload is not None and upload.filename != "":
         data, source = upload.read(), request.form.get("source", "upload")
     elif isinstance(image_url, str) and image_url.strip():
-        data, source = services.fetch_url(image_url.strip()), "url"
+        data, source = photo_service.fetch_url(image_url.strip()), "url"
     else:
         raise InvalidInput("send a file in the multipart field 'image' or JSON {\"image_url\": ...}",
                            code="missing_image")
-    outcome = services.create_analysis(data, source, keep_photo=_option("keep_photo", body),
-                                       want_annotated=_option("annotate", body),
-                                       want_crops=_option("crops", body))
+    outcome = photo_service.analyse_photo(data, source, keep_photo=_option("keep_photo", body),
+                                          want_annotated=_option("annotate", body),
+                                          want_crops=_option("crops", body))
     if _has_session_cookie():
         # Browsers that loaded our pages also own it by session; token clients get no cookie at all.
-        services.remember_owner(outcome.analysis.id)
+        analyses.remember_owner(outcome.analysis.id)
     answer = analysis_dict(outcome.analysis)
     answer.update(model=outcome.model.as_dict(), delete_token=outcome.delete_token,
-                  timings_ms=outcome.timings_ms)
+                  faces_omitted=outcome.faces_omitted, timings_ms=outcome.timings_ms)
+    if outcome.faces_omitted:
+        answer["notice"] = (f"{outcome.faces_omitted} more faces were found than the {len(answer['faces'])} "
+                            "analysed; the largest faces were kept")
     if outcome.annotated_png is not None:
         answer["annotated_image"] = _data_url(outcome.annotated_png)
     if outcome.crop_pngs:
@@ -119,7 +112,7 @@ def feedback():
         raise InvalidInput("analysis_id must be a string and face_index an integer")
     if not isinstance(consent, bool):
         raise InvalidInput("consent_crop must be true or false")
-    correction = services.add_correction(analysis_id, face_index, body.get("emotion"), consent,
+    correction = analyses.add_correction(analysis_id, face_index, body.get("emotion"), consent,
                                          request.headers.get("X-Delete-Token"))
     return jsonify(correction_dict(correction)), 201
 
@@ -127,20 +120,20 @@ def feedback():
 @bp.get("/analyses/<analysis_id>")
 def get_analysis(analysis_id: str):
     """An analysis by id: boxes and probabilities (the photo only if its owner chose to keep it)."""
-    return jsonify(analysis_dict(services.get_analysis(analysis_id)))
+    return jsonify(analysis_dict(analyses.get_analysis(analysis_id)))
 
 
 @bp.delete("/analyses/<analysis_id>")
 def delete_analysis(analysis_id: str):
     """Delete an analysis and its files; needs X-Delete-Token or the session that made it."""
-    services.delete_analysis(analysis_id, request.headers.get("X-Delete-Token"))
+    analyses.delete_analysis(analysis_id, request.headers.get("X-Delete-Token"))
     return "", 204
 
 
 @bp.get("/health")
 def health():
     """Model loaded and database reachable: 200, else 503."""
-    model_ok, database_ok = inference.model_loaded(), ping()
+    model_ok, database_ok = inference.model_ready(), ping()
     status = "ok" if model_ok and database_ok else "unavailable"
     return jsonify(status=status, model_loaded=model_ok, database=database_ok), 200 if status == "ok" else 503
 

@@ -6,7 +6,7 @@ import click
 from flask import Flask
 from flask.cli import with_appcontext
 
-from . import services
+from . import analyses
 
 
 @click.command("export-corrections")
@@ -14,7 +14,7 @@ from . import services
 @with_appcontext
 def export_corrections_command(out_dir: str) -> None:
     """Write consented corrections as <emotion>/<crop>.png plus corrections.csv (a training folder)."""
-    count = services.export_corrections(out_dir)
+    count = analyses.export_corrections(out_dir)
     click.echo(f"exported {count} corrections to {out_dir}")
 
 

@@ -14,19 +14,22 @@ class Config:
     DATABASE_SCHEMA: str | None = None  # PostgreSQL schema to use (tests use a throwaway one)
     MEDIA_DIR: str | None = None  # None: instance/media; consented crops and kept photos, named by sha256
 
-    PREDICTOR: str = "model_server.serving.engine:create_pipeline"  # "module:factory", imported at start-up only
-    CHECKPOINT: str | None = None  # None: the predictor's bundled weights
-    DEVICE: str = "cpu"
-    # torch/OpenCV threads per call; 0 keeps their defaults (one per core). Measured on 2 cores with 640x480
-    # live frames: 0 gives 26 fps at 1 client and 8.3 at 4; 1 gives 15.8 and 8.9 (benchmarks/bench_live.py).
-    MODEL_THREADS: int = 0
+    PREDICTOR: str = "model_server.serving.engine:create_engine"  # "module:factory", imported at start-up only
+    # In-process model settings (model_server/serving/config.py ServingConfig fields, e.g. device, checkpoint,
+    # live_detect_max_side); each can be set as EMO_SERVING_<FIELD> in the environment.
+    SERVING: dict = {}
+    # redis://HOST:PORT/DB: use the model worker tier (python -m model_server.serve) instead of an in-process model.
+    MODEL_URL: str | None = None
+    # Seconds a request waits for its analysis before the visitor gets 503: photos may queue behind others;
+    # a live frame older than this is stale (the next one is already on its way).
+    PHOTO_DEADLINE: float = 10.0
+    LIVE_DEADLINE: float = 1.0
     LAZY_MODEL: bool = False  # True: load the model on first use instead of in create_app
     ASYNC_MODE: str | None = None  # None: eventlet when the process is monkey-patched, else threading
     INFERENCE_MAX_PENDING: int = 8  # analyses waiting or running at once; more get 503 instead of queueing
     INFERENCE_QUEUE_TIMEOUT: float = 10.0  # seconds a request may wait for a free inference slot
 
     MAX_CONTENT_LENGTH: int = 16 * 1024 * 1024  # bytes per request; a phone photo is 3-12 MB
-    MAX_PIXELS: int = 40_000_000  # checked from the header, before decoding (decompression bombs)
     URL_FETCH_TIMEOUT: float = 5.0  # seconds for the whole fetch of an image URL
     URL_FETCH_MAX_BYTES: int = 10 * 1024 * 1024
     URL_FETCH_MAX_REDIRECTS: int = 3
@@ -44,12 +47,13 @@ class Config:
 
     # Live webcam (/live): a 480 px JPEG at quality 0.7 is ~30 KB, so 512 KB leaves room for a 1080p camera.
     LIVE_MAX_FRAME_BYTES: int = 512 * 1024
-    LIVE_MAX_PIXELS: int = 1920 * 1080
     LIVE_MAX_FPS: int = 30  # per connection (token bucket, one second of burst); the browser paces by ack anyway
     LIVE_CORRECTIONS_PER_MINUTE: int = 20  # each one re-analyses the frame and writes rows
-    # Socket.IO engine cap; bigger messages close the connection, so it sits above LIVE_MAX_FRAME_BYTES
-    # (frames in between get a polite "too_large" and the stream goes on).
-    SOCKETIO_MAX_MESSAGE_BYTES: int = 1024 * 1024
+    # Socket.IO engine cap, also eventlet's WebSocket frame cap: bigger messages close the connection before
+    # they are buffered. It sits just above LIVE_MAX_FRAME_BYTES (frames in between get a polite "too_large");
+    # at 1 MB a flood of oversized frames still cost a full read each (issue 9). /live uses WebSocket only,
+    # so no base64 polling overhead needs room.
+    SOCKETIO_MAX_MESSAGE_BYTES: int = 576 * 1024
     SOCKETIO_ALLOWED_ORIGINS: str | None = None  # None: same origin only; else an origin (or a list in tests)
 
     SESSION_COOKIE_SAMESITE: str = "Lax"
@@ -75,6 +79,9 @@ def load_config(environ: Mapping[str, str], test_config: Mapping[str, Any] | Non
     for name, default in list(config.items()):
         if f"EMO_{name}" in environ:
             config[name] = _parse(environ[f"EMO_{name}"], default)
+    serving = {key[len("EMO_SERVING_"):].lower(): value for key, value in environ.items()
+               if key.startswith("EMO_SERVING_")}
+    config["SERVING"] = {**serving, **config["SERVING"]}
     config.update(test_config or {})
     return config
 

@@ -8,7 +8,7 @@ from flask import Flask, current_app, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from model_server.serving.imaging import ImageError
+from model_server.errors import AnalysisError
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,23 @@ class ServiceUnavailable(AppError):
     code = "unavailable"
 
 
+# The model tier's error codes (model_server.errors) and the status each one means to a web client.
+_MODEL_STATUS = {"unsupported_image": 415, "image_too_large": 413, "corrupt_image": 422, "invalid_image": 422,
+                 "image_too_complex": 422, "analysis_failed": 422, "busy": 503, "model_unavailable": 503}
+
+
+def describe(error: Exception) -> tuple[int, str, str] | None:
+    """(status, code, message) of an error a client can act on, or None for an unexpected one.
+
+    The one mapping for HTTP and Socket.IO alike.
+    """
+    if isinstance(error, AppError):
+        return error.status, error.code, error.message
+    if isinstance(error, AnalysisError):
+        return _MODEL_STATUS.get(error.code, 422), error.code, error.message
+    return None
+
+
 # Werkzeug's names are human titles ("Request Entity Too Large"); clients want stable codes.
 _HTTP_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "payload_too_large",
                429: "rate_limited", 500: "internal_error"}
@@ -83,8 +100,9 @@ def _answer(status: int, code: str, message: str):
 
 def handle_error(error: Exception):
     """Map our errors, image errors and HTTP errors to their status; log and hide everything else."""
-    if isinstance(error, (AppError, ImageError)):
-        return _answer(error.status, error.code, str(error))
+    known = describe(error)
+    if known is not None:
+        return _answer(*known)
     if isinstance(error, CSRFError):
         return _answer(400, "csrf_failed", f"{error.description} Reload the page and try again.")
     if isinstance(error, HTTPException):

@@ -36,9 +36,25 @@ def _secret_key(instance: Path) -> str:
     """A random key created once per instance folder, so sessions survive restarts without setup."""
     key_file = instance / "secret_key"
     if not key_file.exists():
-        key_file.write_text(secrets.token_hex(32))
-        key_file.chmod(0o600)
-    return key_file.read_text().strip()
+        # Write the whole key under a private name, then link it into place: the link fails if another worker
+        # starting at the same moment got there first (then both use that key), and nobody ever reads a
+        # half-written or empty file, even after a crash.
+        draft = instance / f".secret_key.{os.getpid()}.{secrets.token_hex(4)}"
+        with os.fdopen(os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+            handle.write(secrets.token_hex(32))
+            handle.flush()
+            os.fsync(handle.fileno())
+        try:
+            os.link(draft, key_file)
+        except FileExistsError:
+            pass
+        finally:
+            draft.unlink()
+    key = key_file.read_text().strip()
+    if len(key) < 32:  # an empty key made every page fail with 500 while health said OK (issue 9)
+        raise RuntimeError(f"{key_file} holds an empty or short secret key ({len(key)} characters); "
+                           "delete the file to have a new key made, or set EMO_SECRET_KEY")
+    return key
 
 
 def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
@@ -70,10 +86,11 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
                       max_http_buffer_size=app.config["SOCKETIO_MAX_MESSAGE_BYTES"])
     register_error_handler(app)
 
-    from . import api, cli, pages
+    from . import api, cli
     from .live import init_live
+    from .photo import views as photo_views
 
-    app.register_blueprint(pages.bp)
+    app.register_blueprint(photo_views.bp)
     app.register_blueprint(api.bp)
     cli.register(app)
     init_live(app)

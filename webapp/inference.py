@@ -1,19 +1,20 @@
-"""The one way the web app runs the model: loaded once per worker, never on the event loop."""
+"""The one way the web app reaches the model tier: one off-loop call per request, bounded waiting."""
 
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, TypeVar
 
-import numpy as np
 from flask import Flask, current_app
 
-from model_server.api import ImageAnalysis, Predictor, load_predictor
+from model_server.api import AnalysisRequest, ImageAnalysis, Predictor, load_predictor
 
 from .errors import ServiceUnavailable
 
 T = TypeVar("T")
+REMOTE_PREDICTOR = "model_server.remote:create_remote_predictor"
 
 
 @dataclass
@@ -24,18 +25,25 @@ class InferenceState:
     options: dict
     slots: threading.BoundedSemaphore
     queue_timeout: float
+    deadlines: dict[str, float]
     predictor: Predictor | None = None
     load_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
+def predictor_options(config: dict) -> tuple[str, dict[str, Any]]:
+    """The predictor to load and its options: the remote worker tier when MODEL_URL is set, else in-process."""
+    if config["MODEL_URL"]:
+        return REMOTE_PREDICTOR, {"url": config["MODEL_URL"]}
+    return config["PREDICTOR"], dict(config["SERVING"])
+
+
 def init_inference(app: Flask) -> None:
     """Register the model state and load the model now unless LAZY_MODEL defers it to first use."""
-    options = {"device": app.config["DEVICE"], "threads": app.config["MODEL_THREADS"]}
-    if app.config["CHECKPOINT"]:
-        options["checkpoint"] = app.config["CHECKPOINT"]
-    state = InferenceState(spec=app.config["PREDICTOR"], options=options,
+    spec, options = predictor_options(app.config)
+    state = InferenceState(spec=spec, options=options,
                            slots=threading.BoundedSemaphore(app.config["INFERENCE_MAX_PENDING"]),
-                           queue_timeout=app.config["INFERENCE_QUEUE_TIMEOUT"])
+                           queue_timeout=app.config["INFERENCE_QUEUE_TIMEOUT"],
+                           deadlines={"photo": app.config["PHOTO_DEADLINE"], "live": app.config["LIVE_DEADLINE"]})
     app.extensions["emotion_lens.inference"] = state
     if not app.config["LAZY_MODEL"]:
         _load(state)
@@ -53,9 +61,10 @@ def _state() -> InferenceState:
     return current_app.extensions["emotion_lens.inference"]
 
 
-def model_loaded() -> bool:
-    """True once the predictor is in memory."""
-    return _state().predictor is not None
+def model_ready() -> bool:
+    """True when the model can answer now (loaded in-process, or a model worker seen recently)."""
+    predictor = _state().predictor
+    return predictor is not None and predictor.ready()
 
 
 def get_predictor() -> Predictor:
@@ -70,15 +79,23 @@ def get_predictor() -> Predictor:
         raise ServiceUnavailable("the model could not be loaded; try again later") from error
 
 
-def analyze(rgb: np.ndarray, realtime: bool = False) -> ImageAnalysis:
-    """Run the model on an RGB image in a real OS thread under eventlet, directly otherwise."""
+def analyze(image: bytes, mode: str = "photo", **wants: Any) -> ImageAnalysis:
+    """The one model call of a request: decode, detect, classify and encode off the event loop, by its deadline.
+
+    ``wants`` are AnalysisRequest fields (want_crops, want_annotated, want_jpeg, hints).
+    """
     predictor = get_predictor()
     state = _state()
+    request = AnalysisRequest(image, mode=mode, deadline=time.time() + state.deadlines[mode], **wants)
     # A bounded number of analyses may wait; beyond that callers get 503 at once instead of a long queue.
+    # Decoding runs inside these slots too: a burst of huge images cannot all be in memory at once.
     if not state.slots.acquire(timeout=state.queue_timeout):
         raise ServiceUnavailable("the model is busy; try again in a moment", code="busy")
     try:
-        return run_off_loop(predictor.analyze, rgb, realtime)
+        if predictor.runs_locally:
+            return run_off_loop(predictor.analyze, request)
+        # A remote predictor only waits on a socket, which eventlet turns into a green wait.
+        return predictor.analyze(request)
     finally:
         state.slots.release()
 

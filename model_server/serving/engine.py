@@ -1,19 +1,22 @@
-"""The full pipeline: detect → square the box → crop → classify (batched) → per-face results."""
+"""The in-process model: decode → detect → square the box → crop → classify (batched) → encode, behind one call."""
 
 from __future__ import annotations
 
-import functools
 import time
-from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 import torch
 
-from ..api import Box, FaceResult, ImageAnalysis, ModelInfo
-from .batching import DynamicBatcher
+from ..api import AnalysisRequest, Box, FaceResult, ImageAnalysis, ModelInfo
+from ..errors import AnalysisError, ModelBusyError, ModelUnavailableError
+from .batching import BatcherClosed, DynamicBatcher
 from .classifier import EmotionClassifier
+from .config import ServingConfig
 from .detector import FaceDetector, HaarFaceDetector, square_box
+from .draw import annotate
+from .imaging import decode_image, encode_image
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -29,82 +32,132 @@ def to_gray(image: np.ndarray) -> np.ndarray:
     raise ValueError(f"expected a gray, RGB or RGBA image, got shape {image.shape}")
 
 
-class EmotionPipeline:
-    """Implements model_server.api.Predictor: thread-safe, model loaded once, crops batched across callers."""
+class _ModeRunner:
+    """What one mode (photo or live) uses: its detector, classifier, TTA and shared batcher."""
 
-    def __init__(self, classifier: EmotionClassifier, detector: FaceDetector | None = None,
-                 realtime_detector: FaceDetector | None = None, realtime_tta: str = "flip",
-                 crop_margin: float = 0.1, batching: dict | None = None, max_faces: int = 20):
-        self.classifier = classifier
-        self.detector = detector or HaarFaceDetector()
-        # Video frames: a smaller detection image, faces of at least a tenth of the frame (smaller ones
-        # carry too few pixels to read an expression) and the cheaper mirror-only TTA keep a 2-core CPU at
-        # webcam rate; the viewer's per-face smoothing averages over frames, which TTA would otherwise do.
-        self.realtime_detector = realtime_detector or HaarFaceDetector(max_side=480, min_face_fraction=0.1)
-        self.realtime_tta = realtime_tta
-        # Haar boxes hug the face; FER2013 crops include a little forehead and chin.
-        self.crop_margin = crop_margin
-        self.max_faces = max_faces
-        # One batcher per TTA mode: crops in one model call must share their test-time views.
-        self.batchers = {mode: DynamicBatcher(functools.partial(classifier.classify, tta=mode), **batching)
-                         for mode in (None, realtime_tta)} if batching is not None else {}
-        card = classifier.card
+    def __init__(self, detector: FaceDetector, classifier: EmotionClassifier, tta: str | None,
+                 config: ServingConfig, batching: bool) -> None:
+        self.detector, self.classifier, self.tta = detector, classifier, tta
+        self.face_size = classifier.preprocessing.resize
+        # One batcher per mode: crops in one model call must share their classifier and test-time views.
+        self.batcher = DynamicBatcher(self._classify_now, max_batch=config.batch_max,
+                                      max_wait_ms=config.batch_wait_ms) if batching else None
+
+    def _classify_now(self, crops: list[np.ndarray]) -> np.ndarray:
+        return self.classifier.classify(crops, tta=self.tta)
+
+    def classify(self, crops: list[np.ndarray]) -> np.ndarray:
+        """Probabilities for 48x48 crops, through the shared batcher when there is one."""
+        if not crops:
+            return np.zeros((0, len(self.classifier.card.labels)), dtype=np.float32)
+        try:
+            return self.batcher.classify(crops) if self.batcher else self._classify_now(crops)
+        except BatcherClosed as error:
+            raise ModelUnavailableError("the model is shutting down") from error
+        except TimeoutError as error:
+            raise ModelBusyError("the model is busy; try again in a moment") from error
+
+    def close(self) -> None:
+        """Stop the batching thread."""
+        if self.batcher:
+            self.batcher.close()
+
+
+class Engine:
+    """Implements model_server.api.Predictor in this process: thread-safe, model loaded once, crops batched."""
+
+    runs_locally = True
+
+    def __init__(self, config: ServingConfig, photo: _ModeRunner, live: _ModeRunner) -> None:
+        self.config = config
+        self._runners = {"photo": photo, "live": live}
+        card = photo.classifier.card
         # Headline figures only (accuracy, macro-F1); the full evaluation stays in the checkpoint.
         headline = {key: value for key, value in card.metrics.items() if isinstance(value, (int, float))}
         self.info = ModelInfo(name=card.architecture, version=card.version, labels=tuple(card.labels),
                               metrics=headline)
 
-    def face_crops(self, gray: np.ndarray, realtime: bool = False) -> list[tuple[Box, np.ndarray]]:
-        """Detected faces (at most max_faces, largest first) as (box, square grayscale crop) pairs."""
+    def ready(self) -> bool:
+        """The model is in memory from construction on."""
+        return True
+
+    def crops(self, gray: np.ndarray, boxes: list[Box], face_size: int) -> list[tuple[Box, Box, np.ndarray]]:
+        """(box, square crop box, face_size² crop) per box: the exact input the classifier sees."""
         height, width = gray.shape[:2]
-        pairs = []
-        detector = self.realtime_detector if realtime else self.detector
-        for box in detector.detect(gray)[: self.max_faces]:
-            square = square_box(box, self.crop_margin, width, height)
-            if square is not None:
-                pairs.append((box, gray[square.y:square.y + square.h, square.x:square.x + square.w]))
-        return pairs
+        found = []
+        for box in boxes:
+            square = square_box(box, self.config.crop_margin, width, height)
+            if square is None:
+                continue
+            region = gray[square.y:square.y + square.h, square.x:square.x + square.w]
+            # Shrinking averages pixels (INTER_AREA); enlarging a small face interpolates.
+            interpolation = cv2.INTER_AREA if min(region.shape) > face_size else cv2.INTER_LINEAR
+            found.append((box, square, cv2.resize(region, (face_size, face_size), interpolation=interpolation)))
+        return found
 
-    def classify(self, crops: list[np.ndarray], realtime: bool = False) -> np.ndarray:
-        """Probabilities for crops, through the shared batcher when there is one."""
-        tta = self.realtime_tta if realtime else None
-        batcher = self.batchers.get(tta)
-        return batcher.classify(crops) if batcher else self.classifier.classify(crops, tta=tta)
-
-    def analyze(self, rgb: np.ndarray, realtime: bool = False) -> ImageAnalysis:
-        """Find and classify every face in an image (gray, RGB or RGBA uint8); ``realtime`` for video frames."""
-        if rgb.size == 0:
-            raise ValueError("the image has no pixels")
+    def analyze(self, request: AnalysisRequest) -> ImageAnalysis:
+        """Decode, detect, crop, classify and encode one image as the request asks."""
+        if request.deadline is not None and time.time() > request.deadline:
+            raise ModelBusyError("the request waited past its deadline; try again")
+        runner = self._runners[request.mode]
         started = time.perf_counter()
+        rgb = self._decode(request)
+        decoded = time.perf_counter()
         gray = to_gray(rgb)
-        pairs = self.face_crops(gray, realtime)
+        boxes = runner.detector.detect(gray)
+        kept, omitted = boxes[: self.config.max_faces], max(0, len(boxes) - self.config.max_faces)
+        cut = self.crops(gray, kept, runner.face_size)
         detected = time.perf_counter()
-        probabilities = self.classify([crop for _, crop in pairs], realtime)
+        probabilities = runner.classify([crop for _, _, crop in cut])
+        classified = time.perf_counter()
+        faces = tuple(FaceResult(box=box, crop_box=square, probabilities=tuple(float(p) for p in probs),
+                                 crop=crop if request.want_crops else None, labels=self.info.labels)
+                      for (box, square, crop), probs in zip(cut, probabilities))
+        analysis = ImageAnalysis(width=int(gray.shape[1]), height=int(gray.shape[0]), faces=faces,
+                                 model=self.info, faces_omitted=omitted)
+        annotated = encode_image(annotate(rgb, analysis), "PNG") if request.want_annotated else None
+        jpeg = encode_image(rgb, "JPEG", self.config.jpeg_quality) if request.want_jpeg else None
         finished = time.perf_counter()
-        faces = tuple(FaceResult(box=box, probabilities=tuple(float(p) for p in probs), labels=self.info.labels)
-                      for (box, _), probs in zip(pairs, probabilities))
-        return ImageAnalysis(width=int(gray.shape[1]), height=int(gray.shape[0]), faces=faces, model=self.info,
-                             timings_ms={"detect": round((detected - started) * 1000, 2),
-                                         "classify": round((finished - detected) * 1000, 2)})
+        timings = {"decode": decoded - started, "detect": detected - decoded, "classify": classified - detected,
+                   "encode": finished - classified, "total": finished - started}
+        return ImageAnalysis(width=analysis.width, height=analysis.height, faces=faces, model=self.info,
+                             faces_omitted=omitted, annotated_png=annotated, jpeg=jpeg,
+                             timings_ms={stage: round(seconds * 1000, 2) for stage, seconds in timings.items()})
+
+    def _decode(self, request: AnalysisRequest) -> np.ndarray:
+        """The request's image as an upright RGB (or gray) uint8 array."""
+        if isinstance(request.image, np.ndarray):
+            if request.image.dtype != np.uint8 or request.image.size == 0 or request.image.ndim not in (2, 3):
+                raise AnalysisError("an image array must be a non-empty uint8 [H,W] or [H,W,C] array")
+            return request.image
+        default_cap = self.config.live_max_pixels if request.mode == "live" else self.config.photo_max_pixels
+        return decode_image(bytes(request.image), request.max_pixels or default_cap).rgb
 
     def close(self) -> None:
-        """Stop the batching threads, if any."""
-        for batcher in self.batchers.values():
-            batcher.close()
+        """Stop the batching threads."""
+        for runner in self._runners.values():
+            runner.close()
 
 
-def create_pipeline(checkpoint: str | Path | None = None, device: str = "auto", tta: str | None = None,
-                    batching: bool = True, max_batch: int = 32, max_wait_ms: float = 2.0,
-                    threads: int | None = None) -> EmotionPipeline:
-    """Load the model once (default: the shipped checkpoint), warm it up, and return a ready pipeline.
+def create_engine(batching: bool = True, **settings: Any) -> Engine:
+    """Load the model once (default: the shipped checkpoint), warm it up, and return a ready engine.
 
-    ``threads`` caps torch's and OpenCV's own thread pools (None or 0: their defaults, one per core);
-    with many concurrent requests 1 trades single-request latency for throughput.
+    ``settings`` are ServingConfig fields (strings are converted), e.g. ``device="cuda"``, ``live_tta="none"``.
     """
-    if threads:
-        torch.set_num_threads(threads)
-        cv2.setNumThreads(threads)
-    classifier = EmotionClassifier(checkpoint, device=device, tta=tta)
+    config = ServingConfig.from_mapping(settings)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+        cv2.setNumThreads(config.threads)
+    classifier = EmotionClassifier(config.checkpoint, device=config.device)
     classifier.warm_up()
-    batching_options = {"max_batch": max_batch, "max_wait_ms": max_wait_ms} if batching else None
-    return EmotionPipeline(classifier, batching=batching_options)
+    photo_detector = HaarFaceDetector(**_given(max_side=config.photo_detect_max_side,
+                                               min_face_fraction=config.photo_min_face_fraction))
+    live_detector = HaarFaceDetector(max_side=config.live_detect_max_side,
+                                     min_face_fraction=config.live_min_face_fraction)
+    return Engine(config, photo=_ModeRunner(photo_detector, classifier, config.photo_tta, config, batching),
+                  live=_ModeRunner(live_detector, classifier, config.live_tta, config, batching))
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """Only the settings that are set, so the detector's own defaults apply to the rest."""
+    return {key: value for key, value in values.items() if value is not None}

@@ -8,9 +8,7 @@ from typing import Any
 from flask import request
 from flask_socketio import Namespace, emit
 
-from model_server.serving.imaging import ImageError
-
-from ..errors import AppError
+from ..errors import describe
 from . import service
 
 log = logging.getLogger(__name__)
@@ -38,8 +36,10 @@ class LiveNamespace(Namespace):
 
 def live_error(error: Exception) -> dict[str, str]:
     """Any error in a /live handler: an ``error`` event plus the same body as the ack; the stream goes on."""
-    if isinstance(error, (AppError, ImageError)):
-        body = {"error": error.code, "message": str(error)}
+    known = describe(error)
+    if known is not None:
+        _status, code, message = known
+        body = {"error": code, "message": message}
     else:
         # Tracebacks go to the log only; the client gets a generic message.
         log.error("unhandled error in /live %s", request.event.get("message"), exc_info=error)

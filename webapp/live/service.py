@@ -6,6 +6,7 @@ Frames live only in memory for the length of one analysis; nothing here writes a
 from __future__ import annotations
 
 import itertools
+from collections import OrderedDict
 import threading
 import time
 from dataclasses import dataclass, field
@@ -13,16 +14,18 @@ from typing import Any, Callable, Mapping
 
 from flask import current_app, url_for
 
-from model_server.api import Box, FaceResult
-from model_server.serving.imaging import decode_image
+from model_server.api import Box, ImageAnalysis, face_json
 
-from .. import inference, services
-from ..api import correction_dict, face_json
+from .. import analyses, inference
+from ..api import correction_dict
 from ..errors import AppError, Conflict, InvalidInput
 
 _JPEG_MAGIC = b"\xff\xd8\xff"  # every JPEG starts with SOI followed by a marker
 _TRACK_MIN_IOU = 0.3  # boxes of one face in consecutive frames overlap far more than this at webcam rates
 _TRACK_MAX_MISSED = 5  # frames a face may go undetected (a blink, a turned head) before its track ends
+# Answers kept per connection for "that's wrong": about two seconds of frames at webcam rate, which covers
+# the time between the frame on screen and the click that freezes it.
+_RECENT_ANSWERS = 64
 
 
 class RateLimited(AppError):
@@ -139,6 +142,22 @@ class LiveClient:
     slot: NewestOnly = field(default_factory=NewestOnly)
     tracker: FaceTracker = field(default_factory=FaceTracker)
     seq: itertools.count = field(default_factory=itertools.count)
+    recent: OrderedDict[int, ImageAnalysis] = field(default_factory=OrderedDict)
+
+    def remember(self, seq: int, result: ImageAnalysis) -> None:
+        """Keep a frame's answer (with its crops) so a correction can store exactly what the visitor saw."""
+        with _RECENT_LOCK:
+            self.recent[seq] = result
+            while len(self.recent) > _RECENT_ANSWERS:
+                self.recent.popitem(last=False)
+
+    def recalled(self, seq: int) -> ImageAnalysis | None:
+        """The answer given for frame ``seq``, if it is still kept."""
+        with _RECENT_LOCK:
+            return self.recent.get(seq)
+
+
+_RECENT_LOCK = threading.Lock()
 
 
 class LiveClients:
@@ -202,13 +221,8 @@ def _checked_jpeg(data: Any) -> bytes:
     return bytes(data)
 
 
-def _face_answer(index: int, face: FaceResult, track: int) -> dict[str, Any]:
-    """A face in the JSON API's shape (the API's own serializer), plus its track id."""
-    return {**face_json(index, face.box.as_dict(), face.emotions, face.top), "track": track}
-
-
 def analyse_frame(sid: str, data: Any) -> dict[str, Any]:
-    """Check, decode and analyse one webcam JPEG; answers the API's face shape plus seq and timings."""
+    """Check and analyse one webcam JPEG; answers the API's face shape plus track ids, seq and timings."""
     client = clients().get(sid)
     seq = next(client.seq)
     if not client.frames.take():
@@ -219,27 +233,27 @@ def analyse_frame(sid: str, data: Any) -> dict[str, Any]:
         return {"seq": seq, "dropped": True}
     try:
         started = time.perf_counter()
-        decoded = inference.run_off_loop(decode_image, jpeg, current_app.config["LIVE_MAX_PIXELS"])
-        decoded_at = time.perf_counter()
-        result = inference.analyze(decoded.rgb, realtime=True)
+        result = inference.analyze(jpeg, "live", want_crops=True)
         # Inside the slot, so tracks see this client's frames in order.
         tracks = client.tracker.assign([face.box for face in result.faces])
     finally:
         client.slot.leave()
-    finished = time.perf_counter()
-    stages = result.timings_ms
+    client.remember(seq, result)
+    timings = {**result.timings_ms, "server": round((time.perf_counter() - started) * 1000, 2)}
     return {"seq": seq, "width": result.width, "height": result.height,
             "model": {"name": result.model.name, "version": result.model.version},
-            "faces": [_face_answer(i, face, track) for i, (face, track) in enumerate(zip(result.faces, tracks))],
-            "timings_ms": {"decode": round((decoded_at - started) * 1000, 2), "detect": stages.get("detect"),
-                           "classify": stages.get("classify"), "total": round((finished - started) * 1000, 2)}}
+            "faces": [face_json(i, face.box, face.emotions, track=track)
+                      for i, (face, track) in enumerate(zip(result.faces, tracks))],
+            "timings_ms": timings}
 
 
-def _checked_choices(payload: Any) -> tuple[bytes, list[tuple[int, str]], bool]:
-    """(frame, [(face index, emotion)], consent) from a correction payload, or InvalidInput."""
+def _checked_choices(payload: Any) -> tuple[int, list[tuple[int, str]], bool]:
+    """(frame seq, [(face index, emotion)], consent) from a correction payload, or InvalidInput."""
     if not isinstance(payload, dict):
-        raise InvalidInput('send {"frame": JPEG bytes, "faces": [{"index", "emotion"}], "consent_crop"}')
-    faces, consent = payload.get("faces"), payload.get("consent_crop", False)
+        raise InvalidInput('send {"seq": frame number, "faces": [{"index", "emotion"}], "consent_crop"}')
+    seq, faces, consent = payload.get("seq"), payload.get("faces"), payload.get("consent_crop", False)
+    if isinstance(seq, bool) or not isinstance(seq, int):
+        raise InvalidInput("seq must be the number of the frame whose answer you correct")
     if not isinstance(faces, list) or not faces or not isinstance(consent, bool):
         raise InvalidInput("faces must be a non-empty list and consent_crop true or false")
     choices = []
@@ -248,27 +262,29 @@ def _checked_choices(payload: Any) -> tuple[bytes, list[tuple[int, str]], bool]:
         if isinstance(index, bool) or not isinstance(index, int) or not isinstance(emotion, str):
             raise InvalidInput("each face needs an integer index and an emotion name")
         choices.append((index, emotion))
-    return _checked_jpeg(payload.get("frame")), choices, consent
+    return seq, choices, consent
 
 
 def store_correction(sid: str, payload: Any) -> dict[str, Any]:
-    """Store a frozen frame's analysis rows and the visitor's corrections (the face crop only with consent)."""
+    """Store the answer the visitor saw for a frame, and their corrections (the face crop only with consent)."""
     client = clients().get(sid)
     if not client.corrections.take():
         raise RateLimited("too many corrections in a minute; wait a moment")
-    frame, choices, consent = _checked_choices(payload)
-    # The browser sends back the very JPEG it was answered for; analysing it again gives the same faces
-    # and reuses the photo path's storage, which keeps numbers and never the frame itself.
-    outcome = services.create_analysis(frame, "camera")
+    seq, choices, consent = _checked_choices(payload)
+    result = client.recalled(seq)
+    if result is None:
+        raise Conflict("that frame's answer is no longer kept; freeze the picture again and choose",
+                       code="frame_expired")
+    if any(not 0 <= index < len(result.faces) for index, _ in choices):
+        raise Conflict("the faces in this frame changed; choose again", code="frame_changed")
+    outcome = analyses.store_analysis(result, "camera")
     analysis_id, token = outcome.analysis.id, outcome.delete_token
     try:
-        corrections = [services.add_correction(analysis_id, index, emotion, consent, token)
+        corrections = [analyses.add_correction(analysis_id, index, emotion, consent, token)
                        for index, emotion in choices]
-    except AppError as error:
-        services.delete_analysis(analysis_id, token)  # all or nothing: no half-corrected analysis stays
-        if error.code == "not_found":
-            raise Conflict("the faces in this frame changed; choose again", code="frame_changed") from None
+    except AppError:
+        analyses.delete_analysis(analysis_id, token)  # all or nothing: no half-corrected analysis stays
         raise
     return {"analysis_id": analysis_id, "delete_token": token,
-            "url": url_for("pages.analysis", analysis_id=analysis_id),
+            "url": url_for("photo.analysis", analysis_id=analysis_id),
             "corrections": [correction_dict(correction) for correction in corrections]}

@@ -1,4 +1,4 @@
-"""HTML pages: upload, permalink, and form posts that work without JavaScript (the JS uses the API)."""
+"""Photo pages: upload, permalink, and form posts that work without JavaScript (the JS uses the API)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ from flask import Blueprint, abort, flash, redirect, render_template, request, s
 
 from model_server.labels import EMOJI, EMOTIONS
 
-from . import services
-from .errors import AppError
-from .limits import feedback_limit, predict_limit
+from .. import analyses
+from ..errors import InvalidInput, describe
+from ..limits import feedback_limit, predict_limit
+from . import service
 
-bp = Blueprint("pages", __name__)
+bp = Blueprint("photo", __name__)
 
 
 @bp.get("/")
@@ -28,21 +29,25 @@ def analyze():
         if upload is not None and upload.filename:
             data, source = upload.read(), "upload"
         elif image_url:
-            data, source = services.fetch_url(image_url), "url"
+            data, source = service.fetch_url(image_url), "url"
         else:
-            raise AppError("choose a photo or paste an image URL first", status=422, code="missing_image")
-        outcome = services.create_analysis(data, source, keep_photo=request.form.get("keep_photo") == "on")
-    except AppError as error:
+            raise InvalidInput("choose a photo or paste an image URL first", code="missing_image")
+        outcome = service.analyse_photo(data, source, keep_photo=request.form.get("keep_photo") == "on")
+    except Exception as error:
+        known = describe(error)
+        if known is None:
+            raise
         # Show the form again with the message rather than a bare error page.
-        return render_template("index.html", error=error.message), error.status
-    services.remember_owner(outcome.analysis.id)
-    return redirect(url_for("pages.analysis", analysis_id=outcome.analysis.id))
+        status, _code, message = known
+        return render_template("index.html", error=message), status
+    analyses.remember_owner(outcome.analysis.id)
+    return redirect(url_for("photo.analysis", analysis_id=outcome.analysis.id))
 
 
 def _results_context(analysis_id: str) -> dict:
-    analysis = services.get_analysis(analysis_id)
+    analysis = analyses.get_analysis(analysis_id)
     return {"analysis": analysis, "emotions": EMOTIONS, "emoji": EMOJI,
-            "owner": services.is_owner(analysis, None)}
+            "owner": analyses.is_owner(analysis, None)}
 
 
 @bp.get("/a/<analysis_id>")
@@ -60,25 +65,25 @@ def results(analysis_id: str):
 @bp.get("/a/<analysis_id>/photo")
 def photo(analysis_id: str):
     """The photo, only if its owner chose to keep it."""
-    analysis = services.get_analysis(analysis_id)
+    analysis = analyses.get_analysis(analysis_id)
     if not analysis.photo_path:
         abort(404)
-    return send_file(services.media().path(analysis.photo_path), mimetype="image/jpeg", max_age=3600)
+    return send_file(analyses.media().path(analysis.photo_path), mimetype="image/jpeg", max_age=3600)
 
 
 @bp.post("/a/<analysis_id>/faces/<int:face_index>/feedback")
 @feedback_limit
 def feedback(analysis_id: str, face_index: int):
     """No-JavaScript correction form: store it, then come back with a thank-you."""
-    correction = services.add_correction(analysis_id, face_index, request.form.get("emotion", ""),
+    correction = analyses.add_correction(analysis_id, face_index, request.form.get("emotion", ""),
                                          request.form.get("consent_crop") == "on")
     flash(f"Thank you! Face {face_index + 1} is now recorded as {correction.emotion}.")
-    return redirect(url_for("pages.analysis", analysis_id=analysis_id))
+    return redirect(url_for("photo.analysis", analysis_id=analysis_id))
 
 
 @bp.post("/a/<analysis_id>/delete")
 def delete(analysis_id: str):
     """No-JavaScript delete button (shown only to the session that made the analysis)."""
-    services.delete_analysis(analysis_id, None)
+    analyses.delete_analysis(analysis_id, None)
     flash("The analysis and everything stored with it were deleted.")
-    return redirect(url_for("pages.index"))
+    return redirect(url_for("photo.index"))

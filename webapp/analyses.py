@@ -1,4 +1,4 @@
-"""Analyses, corrections and deletion: everything the routes do, without HTTP in sight."""
+"""Stored analyses, corrections, deletion and export: one model answer in, one database transaction out."""
 
 from __future__ import annotations
 
@@ -9,21 +9,16 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from flask import current_app, session
 from sqlalchemy import func, select
 
-from model_server.api import ModelInfo
-from model_server.serving.draw import annotate
-from model_server.serving.imaging import crop_box, decode_image, encode_image
+from model_server.api import Box, ImageAnalysis, ModelInfo, face_json
 from model_server.labels import EMOTIONS, emotion_index
 
-from . import inference
 from .db import get_session
 from .errors import Conflict, Forbidden, InvalidInput, NotFound
-from .fetch import FetchPolicy, fetch_image_bytes
 from .image_cache import CropCache
-from .media import MediaStore
+from .media import MediaStore, png_bytes
 from .models import Analysis, Correction, Face
 
 SOURCES = ("upload", "url", "camera")
@@ -32,12 +27,13 @@ _OWNED_KEY, _OWNED_MAX = "owned_analyses", 50  # ids kept in the session cookie;
 
 @dataclass
 class NewAnalysis:
-    """A stored analysis plus what exists only in this answer: the token and optional images."""
+    """A stored analysis plus what exists only in this answer: the token, the model, timings, optional images."""
 
     analysis: Analysis
     model: ModelInfo
     delete_token: str
     timings_ms: dict[str, float]
+    faces_omitted: int = 0
     annotated_png: bytes | None = None
     crop_pngs: list[bytes] = field(default_factory=list)
 
@@ -56,53 +52,40 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def fetch_url(url: str) -> bytes:
-    """Download an image URL under the configured SSRF policy and limits."""
-    config = current_app.config
-    policy = FetchPolicy(timeout_s=config["URL_FETCH_TIMEOUT"], max_bytes=config["URL_FETCH_MAX_BYTES"],
-                         max_redirects=config["URL_FETCH_MAX_REDIRECTS"],
-                         allow_loopback=config["URL_FETCH_ALLOW_LOOPBACK"])
-    return fetch_image_bytes(url, policy)
+def store_analysis(result: ImageAnalysis, source: str, *, keep_photo: bool = False,
+                   want_crops: bool = False) -> NewAnalysis:
+    """Store one model answer in one transaction (the photo only if asked) and remember its crops briefly.
 
-
-def create_analysis(data: bytes, source: str, *, keep_photo: bool = False, want_annotated: bool = False,
-                    want_crops: bool = False) -> NewAnalysis:
-    """Decode, analyse, store the numbers (and the photo only if asked), and remember crops briefly."""
-    if source not in SOURCES:
-        raise InvalidInput(f"source must be one of {', '.join(SOURCES)}")
-    # Decoding and encoding a phone photo costs 100+ ms of CPU: like inference, never on the event loop.
-    decoded = inference.run_off_loop(decode_image, data, current_app.config["MAX_PIXELS"])
-    result = inference.analyze(decoded.rgb)
+    The crops are the 48x48 grayscale faces the classifier saw, so a consented correction stores exactly
+    the input a retrained model will see again.
+    """
     token = secrets.token_urlsafe(24)
     analysis = Analysis(id=secrets.token_urlsafe(12), width=result.width, height=result.height,
                         model_name=result.model.name, model_version=result.model.version, source=source,
                         delete_token_hash=_token_hash(token))
-    if keep_photo:
-        # Re-encoded from pixels, so EXIF (GPS position, device) never reaches the disk.
-        analysis.photo_path = media().put(inference.run_off_loop(encode_image, decoded.rgb, "JPEG"), "photos", ".jpg")
-    crops = []
+    if keep_photo and result.jpeg is not None:
+        # The model tier re-encoded it from pixels, so EXIF (GPS position, device) never reaches the disk.
+        analysis.photo_path = media().put(result.jpeg, "photos", ".jpg")
     for index, face in enumerate(result.faces):
         row = Face(face_index=index, x=face.box.x, y=face.box.y, w=face.box.w, h=face.box.h, top=face.top,
                    model_version=result.model.version)
         row.set_emotions(face.emotions)
         analysis.faces.append(row)
-        crops.append(np.ascontiguousarray(crop_box(decoded.rgb, face.box.x, face.box.y, face.box.w, face.box.h)))
     db = get_session()
     db.add(analysis)
     db.commit()
-    crop_cache().put(analysis.id, crops)
-    return NewAnalysis(
-        analysis=analysis, model=result.model, delete_token=token, timings_ms=dict(result.timings_ms),
-        annotated_png=inference.run_off_loop(_annotated_png, decoded.rgb, result) if want_annotated else None,
-        crop_pngs=inference.run_off_loop(_pngs, crops) if want_crops else [])
+    crops = [face.crop for face in result.faces if face.crop is not None]
+    if len(crops) == len(result.faces):
+        crop_cache().put(analysis.id, crops)
+    return NewAnalysis(analysis=analysis, model=result.model, delete_token=token,
+                       timings_ms=dict(result.timings_ms), faces_omitted=result.faces_omitted,
+                       annotated_png=result.annotated_png,
+                       crop_pngs=[png_bytes(crop) for crop in crops] if want_crops else [])
 
 
-def _annotated_png(rgb: np.ndarray, result) -> bytes:
-    return encode_image(annotate(rgb, result), "PNG")
-
-
-def _pngs(images: list[np.ndarray]) -> list[bytes]:
-    return [encode_image(image, "PNG") for image in images]
+def face_dict(face: Face) -> dict:
+    """A stored face row in the one face shape every transport uses."""
+    return face_json(face.face_index, Box(face.x, face.y, face.w, face.h), face.emotions)
 
 
 def get_analysis(analysis_id: str) -> Analysis:
@@ -149,7 +132,7 @@ def add_correction(analysis_id: str, face_index: int, emotion: str, consent_crop
             raise Conflict(f"the photo is no longer in memory (kept {minutes} minutes and never stored); "
                            "send the correction without consent_crop, or analyse the photo again",
                            code="crop_unavailable")
-        correction.crop_path = media().put(encode_image(crop, "PNG"), "crops", ".png")
+        correction.crop_path = media().put(png_bytes(crop), "crops", ".png")
     db = get_session()
     db.add(correction)
     db.commit()

@@ -1,4 +1,4 @@
-"""Detection, cropping, classification and dynamic batching on generated images and a real portrait."""
+"""The engine behind the contract: decode, detect, crop, classify (batched), encode, on generated images and a real portrait."""
 
 import threading
 
@@ -6,11 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from model_server.api import Box, FaceResult, Predictor
+from model_server.api import AnalysisRequest, Box, FaceResult, Predictor
+from model_server.errors import AnalysisError, UnsupportedImageError
 from model_server.serving.batching import DynamicBatcher
 from model_server.serving.classifier import EmotionClassifier
 from model_server.serving.detector import HaarFaceDetector, square_box
-from model_server.serving.engine import create_pipeline, to_gray
+from model_server.serving.engine import create_engine, to_gray
+from model_server.serving.imaging import encode_image
 from model_helpers import astronaut_rgb, tiny_checkpoint
 
 # The astronaut's face in skimage's 512x512 portrait, measured by hand.
@@ -18,11 +20,16 @@ ASTRONAUT_FACE = Box(175, 65, 95, 95)
 
 
 @pytest.fixture(scope="module")
-def tiny_pipeline(tmp_path_factory):
+def tiny_engine(tmp_path_factory):
     checkpoint = tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
-    pipeline = create_pipeline(checkpoint)
-    yield pipeline
-    pipeline.close()
+    engine = create_engine(checkpoint=str(checkpoint))
+    yield engine
+    engine.close()
+
+
+def analyse(engine, image, **options):
+    """Run one request through the contract."""
+    return engine.analyze(AnalysisRequest(image, **options))
 
 
 def test_box_refuses_empty_or_negative_sizes():
@@ -40,9 +47,9 @@ def test_square_box_grows_and_clips_to_the_image():
     assert square_box(Box(99, 99, 1, 1), margin=0.0, width=100, height=100) is None
 
 
-def test_the_pipeline_satisfies_the_predictor_contract(tiny_pipeline):
-    assert isinstance(tiny_pipeline, Predictor)
-    assert tiny_pipeline.info.version == "test-tiny"
+def test_the_engine_satisfies_the_predictor_contract(tiny_engine):
+    assert isinstance(tiny_engine, Predictor)
+    assert tiny_engine.info.version == "test-tiny"
 
 
 def test_the_detector_finds_the_astronauts_face():
@@ -52,18 +59,18 @@ def test_the_detector_finds_the_astronauts_face():
 
 
 @pytest.mark.parametrize("shape", [(1, 1, 3), (5, 7), (480, 640, 3), (64, 64, 4), (2000, 50, 3)])
-def test_images_without_faces_give_no_faces_not_errors(tiny_pipeline, shape):
+def test_images_without_faces_give_no_faces_not_errors(tiny_engine, shape):
     image = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-    analysis = tiny_pipeline.analyze(image)
+    analysis = analyse(tiny_engine, image)
     assert analysis.faces == ()
     assert (analysis.height, analysis.width) == shape[:2]
 
 
-def test_every_face_in_a_group_photo_is_found_and_classified(tiny_pipeline):
+def test_every_face_in_a_group_photo_is_found_and_classified(tiny_engine):
     face = astronaut_rgb()[40:200, 150:300]
     group = np.full((200, 480, 3), 128, np.uint8)
     group[20:180, 10:160], group[20:180, 170:320], group[20:180, 330:480] = face, face[:, ::-1], face
-    analysis = tiny_pipeline.analyze(group)
+    analysis = analyse(tiny_engine, group)
     assert len(analysis.faces) == 3
     for face_result in analysis.faces:
         assert sum(face_result.probabilities) == pytest.approx(1, abs=1e-4)
@@ -72,22 +79,22 @@ def test_every_face_in_a_group_photo_is_found_and_classified(tiny_pipeline):
     assert centres[0] < 160 < centres[1] < 320 < centres[2]
 
 
-def test_grayscale_and_colour_images_agree(tiny_pipeline):
+def test_grayscale_and_colour_images_agree(tiny_engine):
     rgb = astronaut_rgb()
     gray = rgb.mean(axis=2).astype(np.uint8)
-    colour_faces = tiny_pipeline.analyze(rgb).faces
-    gray_faces = tiny_pipeline.analyze(gray).faces
+    colour_faces = analyse(tiny_engine, rgb).faces
+    gray_faces = analyse(tiny_engine, gray).faces
     assert len(colour_faces) == len(gray_faces) == 1
     np.testing.assert_allclose(colour_faces[0].probabilities, gray_faces[0].probabilities, atol=0.05)
 
 
 def test_the_shipped_model_sees_the_smiling_astronaut_as_happy():
-    pipeline = create_pipeline(batching=False)
-    faces = pipeline.analyze(astronaut_rgb()).faces
+    engine = create_engine(batching=False)
+    faces = analyse(engine, encode_image(astronaut_rgb(), "PNG")).faces
     assert len(faces) == 1
     assert faces[0].top == "happy" and faces[0].emoji == "\U0001F604"
     assert faces[0].emotions["happy"] > 0.5
-    assert pipeline.info.metrics["private_test_accuracy"] >= 0.69
+    assert engine.info.metrics["private_test_accuracy"] >= 0.69
 
 
 def test_flip_tta_is_the_mean_of_a_face_and_its_mirror(tmp_path):
@@ -152,10 +159,10 @@ def test_a_failing_batch_answers_its_callers_and_the_batcher_lives_on():
 
 
 def test_face_result_top_and_emotions():
-    result = FaceResult(Box(1, 2, 3, 4), (0.1, 0.0, 0.0, 0.2, 0.0, 0.6, 0.1))
+    result = FaceResult(Box(1, 2, 3, 4), Box(0, 0, 6, 6), (0.1, 0.0, 0.0, 0.2, 0.0, 0.6, 0.1))
     assert result.top == "surprise" and result.emotions["happy"] == pytest.approx(0.2)
     with pytest.raises(ValueError):
-        FaceResult(Box(1, 2, 3, 4), (1.0,))
+        FaceResult(Box(1, 2, 3, 4), Box(0, 0, 6, 6), (1.0,))
 
 
 def test_shifted_crops_need_a_margin_around_the_centre_crop():
@@ -169,11 +176,49 @@ def test_shifted_crops_need_a_margin_around_the_centre_crop():
         full_face.views(torch.zeros(1, 1, 48, 48), "five_crop_flip")
 
 
-def test_realtime_frames_use_the_cheaper_views_and_share_the_batchers(tiny_pipeline):
+def test_live_frames_use_the_cheaper_views_and_their_own_batcher(tiny_engine):
+    jpeg = encode_image(astronaut_rgb(), "JPEG")
+    live = analyse(tiny_engine, jpeg, mode="live", want_crops=True)
+    [face] = live.faces
+    runner = tiny_engine._runners["live"]
+    expected = runner.classifier.classify([face.crop], tta=tiny_engine.config.live_tta)
+    np.testing.assert_allclose(face.probabilities, expected[0], atol=1e-3)
+    assert runner.batcher is not tiny_engine._runners["photo"].batcher
+
+
+def test_the_analysis_carries_the_exact_crop_the_classifier_saw(tiny_engine):
     rgb = astronaut_rgb()
-    realtime = tiny_pipeline.analyze(rgb, realtime=True)
-    [(box, crop)] = tiny_pipeline.face_crops(to_gray(rgb), realtime=True)
-    assert realtime.faces[0].box == box
-    expected = tiny_pipeline.classifier.classify([crop], tta=tiny_pipeline.realtime_tta)
-    np.testing.assert_allclose(realtime.faces[0].probabilities, expected[0], atol=1e-3)
-    assert set(tiny_pipeline.batchers) == {None, "flip"}
+    [face] = analyse(tiny_engine, rgb, want_crops=True).faces
+    assert face.crop.shape == (48, 48) and face.crop.dtype == np.uint8
+    # The crop box is the detector's box squared with the margin, and the crop is that region at 48x48.
+    assert face.crop_box == square_box(face.box, tiny_engine.config.crop_margin, 512, 512)
+    classifier = tiny_engine._runners["photo"].classifier
+    np.testing.assert_allclose(classifier.classify([face.crop])[0], face.probabilities, atol=1e-3)
+    assert analyse(tiny_engine, rgb).faces[0].crop is None  # not asked for, not sent
+
+
+def test_the_engine_decodes_bytes_and_returns_the_extras_asked_for(tiny_engine):
+    answer = analyse(tiny_engine, encode_image(astronaut_rgb(), "PNG"), want_annotated=True, want_jpeg=True)
+    assert (answer.width, answer.height) == (512, 512) and len(answer.faces) == 1
+    assert answer.annotated_png.startswith(b"\x89PNG") and answer.jpeg.startswith(b"\xff\xd8")
+    assert {"decode", "detect", "classify", "encode", "total"} <= set(answer.timings_ms)
+    with pytest.raises(UnsupportedImageError):
+        analyse(tiny_engine, b"GIF89a not really")
+    with pytest.raises(AnalysisError):
+        analyse(tiny_engine, np.zeros((4, 4), np.float32))
+
+
+def test_faces_beyond_the_cap_are_counted_not_silently_dropped(tmp_path):
+    engine = create_engine(checkpoint=str(tiny_checkpoint(tmp_path / "t.pt")), max_faces=2, batching=False)
+    face = astronaut_rgb()[40:200, 150:300]
+    group = np.full((200, 480, 3), 128, np.uint8)
+    group[20:180, 10:160], group[20:180, 170:320], group[20:180, 330:480] = face, face[:, ::-1], face
+    answer = analyse(engine, group)
+    assert len(answer.faces) == 2 and answer.faces_omitted == 1
+
+
+def test_a_request_past_its_deadline_is_refused_without_work(tiny_engine):
+    from model_server.errors import ModelBusyError
+
+    with pytest.raises(ModelBusyError):
+        analyse(tiny_engine, astronaut_rgb(), deadline=1.0)

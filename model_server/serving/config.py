@@ -1,0 +1,73 @@
+"""Every serving setting in one place: how photos and live frames are decoded, searched and classified."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+
+@dataclass(frozen=True)
+class ServingConfig:
+    """Settings of the in-process engine and of the model worker; the web app sets them from ``SERVING``."""
+
+    checkpoint: str | None = None  # None: the shipped model
+    device: str = "cpu"  # "cuda" or "auto" on a GPU host
+    # torch/OpenCV threads per call; 0 keeps their defaults (one per core). On 2 cores, 0 gave 26 fps for one
+    # live client and 1 gave 15.8, while 4 clients got 8.3 and 8.9: per-call parallelism wins at low load.
+    threads: int = 0
+    # Crops of concurrent requests share one model call: up to batch_max faces, waiting at most batch_wait_ms
+    # after the first; 2 ms costs a lone client almost nothing and fills batches under load.
+    batch_max: int = 32
+    batch_wait_ms: float = 2.0
+    # Haar boxes hug the face; FER2013 crops include a little forehead and chin.
+    crop_margin: float = 0.1
+    # A phone photo is 12-50 MP; more is refused from the header before any pixel is decoded.
+    photo_max_pixels: int = 40_000_000
+    # A 1080p webcam frame; browsers send 480-640 px, so anything larger is not a webcam.
+    live_max_pixels: int = 1920 * 1080
+    # Photos: the thorough detector (several cascades, rotations); hundreds of ms are affordable once.
+    photo_detect_max_side: int | None = None
+    photo_min_face_fraction: float | None = None
+    # Live: a 480 px detection image and faces of at least a tenth of the frame keep 2 cores at webcam rate;
+    # smaller faces carry too few pixels to read an expression anyway.
+    live_detect_max_side: int = 480
+    live_min_face_fraction: float = 0.1
+    # Test-time augmentation: None takes the model card's mode (measured best on PublicTest) for photos;
+    # live frames use the mirror only, since the viewer's per-face smoothing averages over frames anyway.
+    photo_tta: str | None = None
+    live_tta: str = "flip"
+    # Crowd photos: the largest faces are kept and the answer says how many were left out.
+    max_faces: int = 100
+    jpeg_quality: int = 90
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> "ServingConfig":
+        """Build from a mapping of field names (any case) to values or strings, refusing unknown names."""
+        fields = {item.name: item for item in dataclasses.fields(cls)}
+        resolved: dict[str, Any] = {}
+        for key, value in values.items():
+            name = key.lower()
+            if name not in fields:
+                raise ValueError(f"unknown serving setting {key!r}; known: {', '.join(sorted(fields))}")
+            resolved[name] = _convert(value, getattr(cls, name)) if isinstance(value, str) else value
+        return cls(**resolved)
+
+
+def _convert(raw: str, default: Any) -> Any:
+    """A string from the environment or the command line, as the type of the setting's default."""
+    if raw.strip().lower() in ("", "none"):
+        return None
+    if isinstance(default, bool):
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    if default is None:  # an optional number or string: a number when it reads as one
+        for kind in (int, float):
+            try:
+                return kind(raw)
+            except ValueError:
+                pass
+    return raw

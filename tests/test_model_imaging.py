@@ -1,15 +1,20 @@
 """Decoding user images: accepted formats, EXIF orientation, and a clear error for each bad input."""
 
 import io
+import threading
+import time
 import zlib
 import struct
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
-from model_server.serving.imaging import (CorruptImageError, ImageTooLargeError, UnsupportedImageError, crop_box,
-                                  decode_image, encode_image)
+from hostile_corpus import jpeg_with_orientation, one_colour_png, scan_bomb
+from model_server.errors import (CorruptImageError, ImageTooLargeError, ImageTooSlowError, ModelBusyError,
+                                 UnsupportedImageError)
+from model_server.serving import imaging
+from model_server.serving.imaging import count_jpeg_scans, crop_box, decode_image, encode_image
 from model_helpers import write_image
 
 
@@ -38,7 +43,7 @@ def test_other_image_formats_are_unsupported(tmp_path, suffix):
     path = write_image(tmp_path / f"x{suffix}", mode="RGB")
     with pytest.raises(UnsupportedImageError, match="JPEG, PNG or WebP") as caught:
         decode_image(path.read_bytes())
-    assert caught.value.status == 415
+    assert caught.value.code == "unsupported_image"
 
 
 def test_non_image_bytes_are_unsupported():
@@ -55,7 +60,7 @@ def test_truncated_jpeg_is_corrupt(tmp_path):
     data = write_image(tmp_path / "x.jpg", size=(256, 256), mode="RGB").read_bytes()
     with pytest.raises(CorruptImageError) as caught:
         decode_image(data[: len(data) // 2])
-    assert caught.value.status == 422
+    assert caught.value.code == "corrupt_image"
 
 
 def _png_header_only(width: int, height: int) -> bytes:
@@ -69,7 +74,7 @@ def _png_header_only(width: int, height: int) -> bytes:
 def test_decompression_bomb_is_refused_before_decoding():
     with pytest.raises(ImageTooLargeError) as caught:
         decode_image(_png_header_only(50_000, 50_000), max_pixels=10_000_000)
-    assert caught.value.status == 413
+    assert caught.value.code == "image_too_large"
 
 
 def test_pixel_cap_is_configurable(tmp_path):
@@ -89,3 +94,99 @@ def test_encode_and_crop_round_trip():
     assert np.array_equal(decode_image(encode_image(rgb, "PNG")).rgb, rgb)
     assert crop_box(rgb, 35, 25, 10, 10).shape == (5, 5, 3)  # clipped at the edges
     assert crop_box(rgb, 10, 10, 10, 10, margin=0.5).shape == (20, 20, 3)
+
+
+def test_a_scan_bomb_is_refused_before_decoding():
+    bomb = scan_bomb(2000)  # decoding it took 3 s of CPU; the issue's 330 KB one took 41 s
+    started = time.process_time()
+    with pytest.raises(ImageTooSlowError, match="scans") as caught:
+        decode_image(bomb)
+    assert time.process_time() - started < 0.5 and caught.value.code == "image_too_complex"
+
+
+def test_scans_are_counted_in_the_first_picture_only(tmp_path):
+    photo = Image.fromarray(np.full((64, 64, 3), 90, np.uint8))
+    progressive, baseline, mpo = io.BytesIO(), io.BytesIO(), io.BytesIO()
+    photo.save(progressive, "JPEG", progressive=True)
+    photo.save(baseline, "JPEG")
+    photo.save(mpo, "MPO", save_all=True, append_images=[photo, photo])
+    assert count_jpeg_scans(progressive.getvalue()) == 10  # libjpeg's standard progressive script
+    assert count_jpeg_scans(baseline.getvalue()) == 1 and count_jpeg_scans(mpo.getvalue()) == 1
+
+
+def test_any_decode_has_a_cpu_budget(monkeypatch):
+    monkeypatch.setattr(imaging, "MAX_JPEG_SCANS", 10**6)  # let the bomb past the cheap check
+    started = time.process_time()
+    with pytest.raises(ImageTooSlowError):
+        decode_image(scan_bomb(5000), time_budget_s=0.3)  # ~7 s of CPU without the budget
+    assert time.process_time() - started < 1.5
+
+
+def test_a_camera_mpo_decodes_its_first_picture():
+    first = np.zeros((40, 60, 3), np.uint8)
+    first[:, :30] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(first).save(buffer, "MPO", save_all=True, append_images=[Image.fromarray(255 - first)])
+    image = decode_image(buffer.getvalue())
+    assert image.format == "JPEG" and image.rgb.shape == (40, 60, 3)
+    assert image.rgb[:, :25].mean() > 200 and image.rgb[:, 35:].mean() < 50  # the first picture, not the second
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_every_exif_orientation_matches_pillow(orientation):
+    data = jpeg_with_orientation(orientation)
+    expected = np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+    assert np.array_equal(decode_image(data).rgb, expected)
+
+
+def test_reduced_decode_keeps_detail_the_caller_needs_and_reports_the_full_size():
+    pixels = np.random.default_rng(0).integers(0, 255, (1500, 2000, 3), np.uint8)
+    for format in ("JPEG", "PNG"):
+        image = decode_image(encode_image(pixels, format), max_side=640)
+        assert 640 <= max(image.width, image.height) < 1280 and image.full_size == (2000, 1500), format
+        assert image.width / image.height == pytest.approx(2000 / 1500, rel=0.01)
+    sideways = decode_image(jpeg_with_orientation(6), max_side=20)
+    assert sideways.full_size == (40, 80) and sideways.height > sideways.width
+    assert decode_image(encode_image(pixels, "PNG")).full_size is None  # full size unless asked otherwise
+
+
+def test_default_pixel_cap_is_a_phone_photo():
+    with pytest.raises(ImageTooLargeError):
+        decode_image(one_colour_png(6000, 6000))  # 36 MP: only opt-in high-resolution modes write that
+    assert decode_image(one_colour_png(5712, 4284)).width == 5712  # a 24 MP iPhone photo
+
+
+def test_concurrent_large_decodes_share_a_memory_budget(monkeypatch):
+    budget = imaging._DecodeMemory(1000)
+    with budget.reserve(800, wait_s=1):
+        with pytest.raises(ModelBusyError):  # does not fit beside the first; waits, then gives up
+            with budget.reserve(300, wait_s=0.05):
+                pass
+        with budget.reserve(200, wait_s=0.05):  # fits
+            assert budget.in_use == 1000
+    with budget.reserve(5000, wait_s=0.05):  # bigger than the whole budget: runs alone rather than never
+        assert budget.in_use == 5000
+    assert budget.in_use == 0
+
+
+def _peak_rss_mb() -> float:
+    status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+    return int(status["VmHWM"].split()[0]) / 1024
+
+
+def test_sixteen_concurrent_worst_case_pngs_stay_within_the_decode_budget():
+    data = one_colour_png(5000, 4990)  # 80 KB, just under the 25 MP cap; 175 MB decoded in Pillow
+    try:
+        open("/proc/self/clear_refs", "w").write("5")  # start a new peak-memory window
+    except OSError:
+        pytest.skip("needs Linux /proc to measure peak memory")
+    before = _peak_rss_mb()
+    errors = []
+    threads = [threading.Thread(target=lambda: errors.append(decode_image(data).width != 5000)) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == [False] * 16
+    # Unbounded, 16 at once peaked at 4.1 GB; the budget lets about three run together.
+    assert _peak_rss_mb() - before < imaging.DECODE_MEMORY_BUDGET / 2**20 + 200

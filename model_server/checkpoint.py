@@ -12,7 +12,7 @@ from torch import nn
 
 from .labels import EMOTIONS
 from .networks import create_model
-from .preprocessing import Preprocessing
+from .preprocessing import Preprocessing, calibrate
 
 FORMAT_VERSION = 1
 DEFAULT_CHECKPOINT = Path(__file__).resolve().parent / "weights" / "emotion_default.pt"
@@ -39,10 +39,17 @@ class ModelCard:
     # Temperature scaling fitted on PublicTest: served probabilities are softmax(log p / temperature),
     # so a bar at 80% is right about 80% of the time. 1.0 means uncalibrated.
     temperature: float = 1.0
+    # Per-class log-probability shifts chosen on PublicTest (empty = none): -tau * log(training prior)
+    # gives rare classes such as disgust the margin plain cross-entropy takes from them.
+    class_bias: list[float] = field(default_factory=list)
 
     def to_json(self) -> str:
         """Serialise to JSON text (stored as a string so weights_only loading stays possible)."""
         return json.dumps({"format_version": FORMAT_VERSION, **asdict(self)}, sort_keys=True)
+
+    def calibrate(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """The probabilities this model serves: averaged TTA probabilities with its class bias and temperature."""
+        return calibrate(probabilities, self.temperature, self.class_bias)
 
     @classmethod
     def from_json(cls, text: str) -> "ModelCard":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 
@@ -58,19 +59,21 @@ class Preprocessing:
         return self._normalise(torch.cat(crops))
 
 
-def apply_temperature(probabilities: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Temperature-scale probabilities: softmax(log p / T); T > 1 softens over-confident predictions."""
-    if temperature == 1.0:
+def calibrate(probabilities: torch.Tensor, temperature: float = 1.0,
+              class_bias: Sequence[float] = ()) -> torch.Tensor:
+    """softmax((log p + class_bias) / T): a per-class margin shift, then temperature (T > 1 softens)."""
+    if temperature == 1.0 and not class_bias:
         return probabilities
-    return (probabilities.clamp_min(1e-12).log() / temperature).softmax(dim=1)
+    log_probs = probabilities.clamp_min(1e-12).log()
+    if class_bias:
+        log_probs = log_probs + torch.tensor(class_bias, dtype=log_probs.dtype, device=log_probs.device)
+    return (log_probs / temperature).softmax(dim=1)
 
 
 @torch.inference_mode()
 def predict_faces(model: torch.nn.Module, faces: torch.Tensor, prep: Preprocessing,
-                  tta: str | None = None, temperature: float = 1.0) -> torch.Tensor:
-    """Probabilities [N,classes] for [0,1] faces [N,1,resize,resize]: TTA views averaged, then temperature."""
+                  tta: str | None = None) -> torch.Tensor:
+    """Softmax probabilities [N,classes] for [0,1] faces [N,1,resize,resize], averaged over the TTA views."""
     views = prep.views(faces, tta)
     probabilities = model(views).float().softmax(dim=1)
-    averaged = probabilities.view(-1, faces.shape[0], probabilities.shape[1]).mean(dim=0)
-    # Calibrated after averaging, on the same log-probabilities the temperature was fitted on.
-    return apply_temperature(averaged, temperature)
+    return probabilities.view(-1, faces.shape[0], probabilities.shape[1]).mean(dim=0)

@@ -10,12 +10,12 @@ import torch
 
 from model_server.checkpoint import CheckpointError, ModelCard, load_model, read_checkpoint, save_checkpoint
 from model_server.networks import create_model
-from model_server.preprocessing import Preprocessing, apply_temperature
+from model_server.preprocessing import Preprocessing, calibrate
 from model_server.serving import classifier as classifier_module
 from model_server.serving.classifier import EmotionClassifier
 from model_server.training import augment
 from model_server.training import loop as train_module
-from model_server.training.calibration import fit_temperature
+from model_server.training.calibration import choose_class_bias, fit_temperature
 from model_server.training.data import DataError, ferplus_majority_labels
 from model_server.training.ensemble import build_ensemble, main as ensemble_main, score_subsets
 from model_server.training.evaluation import (ROBUSTNESS_CONDITIONS, calibrate_checkpoint, evaluate,
@@ -104,7 +104,7 @@ def test_fitted_temperature_recovers_the_over_confidence_and_lowers_ece():
     sharpened, labels = over_confident_sample()
     temperature = fit_temperature(sharpened, labels)
     assert temperature == pytest.approx(1.8, abs=0.15)
-    calibrated = apply_temperature(torch.from_numpy(sharpened), temperature).numpy()
+    calibrated = calibrate(torch.from_numpy(sharpened), temperature).numpy()
     assert expected_calibration_error(calibrated, labels) < expected_calibration_error(sharpened, labels) / 3
 
 
@@ -118,8 +118,9 @@ def test_ece_is_zero_when_confidence_matches_accuracy():
 def test_calibration_writes_the_temperature_into_the_card_and_refuses_private_test(tmp_path):
     data = write_fer_csv(tmp_path / "fer.csv", rows_per_split=(7, 21, 7))
     checkpoint = small_checkpoint(tmp_path / "m.pt")
-    temperature = calibrate_checkpoint(checkpoint, data)
-    assert load_model(checkpoint)[1].temperature == temperature
+    fitted = calibrate_checkpoint(checkpoint, data)
+    card = load_model(checkpoint)[1]
+    assert (card.temperature, card.class_bias) == (fitted["temperature"], fitted["class_bias"])
     with pytest.raises(DataError, match="PublicTest only"):
         calibrate_checkpoint(checkpoint, data, split="PrivateTest")
 
@@ -175,7 +176,7 @@ def test_ensemble_command_chooses_members_fits_a_temperature_and_never_reads_pri
     out = tmp_path / "ensemble.pt"
     assert ensemble_main(["--candidates", *members, "--out", str(out), "--data", str(data),
                           "--min-members", "2", "--tta", "none"]) == 0
-    assert requested == ["PublicTest"]
+    assert "PrivateTest" not in requested and "PublicTest" in requested
     _, card = load_model(out)
     assert card.training_config["selection"]["split"] == "PublicTest"
     assert card.temperature == card.metrics["public_test_calibration"]["temperature"]
@@ -201,3 +202,33 @@ def test_distillation_targets_blend_the_teacher_after_label_smoothing():
     targets = train_module.build_targets(labels, None, config, teacher)
     assert targets[0, 2] == pytest.approx(0.75 + 0.25 / 7)
     assert targets.sum() == pytest.approx(1.0)
+
+
+def test_class_bias_gives_an_under_predicted_rare_class_its_margin_back():
+    # Disgust (class 1) is rare in training and the model under-rates it: a third of its probability
+    # went to angry (class 0). The prior correction should be chosen and recover disgust recall.
+    training_labels = np.array([0] * 500 + [1] * 10 + [2] * 490)
+    labels = np.array([0] * 40 + [1] * 20 + [2] * 40)
+    probabilities = np.zeros((100, 7))
+    probabilities[np.arange(100), labels] = 0.6
+    probabilities[40:60, 0] = 0.7
+    probabilities[40:60, 1] = 0.25
+    probabilities[:40, 1] = 0.05
+    probabilities /= probabilities.sum(axis=1, keepdims=True)
+    bias, table = choose_class_bias(probabilities, labels, training_labels)
+    assert table[0]["tau"] == 0 and table[0]["recall"][1] == 0.0
+    chosen = next(row for row in table if row["class_bias"] == bias)
+    assert chosen["tau"] > 0 and chosen["recall"][1] == 1.0 and chosen["recall"][0] == 1.0
+
+
+def test_the_card_serves_its_class_bias_before_the_temperature(tmp_path):
+    path = small_checkpoint(tmp_path / "m.pt")
+    payload = read_checkpoint(path)
+    card = ModelCard.from_json(payload["card"])
+    plain = EmotionClassifier(path, tta="none").classify(random_faces())
+    card.class_bias, card.temperature = [0.0, 2.0, 0, 0, 0, 0, 0], 1.5
+    payload["card"] = card.to_json()
+    torch.save(payload, path)
+    served = EmotionClassifier(path, tta="none").classify(random_faces())
+    expected = torch.from_numpy(plain).log().add(torch.tensor(card.class_bias)).div(1.5).softmax(dim=1).numpy()
+    np.testing.assert_allclose(served, expected, atol=1e-5)

@@ -50,8 +50,8 @@ class EmotionClassifier:
             return np.zeros((0, len(self.card.labels)), dtype=np.float32)
         batch = np.stack([self.to_model_size(face) for face in gray_faces])
         faces = torch.from_numpy(batch).to(self.device).float().unsqueeze(1) / 255.0
-        return predict_faces(self.model, faces, self.preprocessing, tta or self.tta,
-                             temperature=self.card.temperature).cpu().numpy()
+        probabilities = predict_faces(self.model, faces, self.preprocessing, tta or self.tta)
+        return self.card.calibrate(probabilities).cpu().numpy()
 
     def warm_up(self) -> None:
         """Run one dummy batch so the first real request does not pay for lazy initialisation."""

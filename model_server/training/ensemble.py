@@ -2,7 +2,8 @@
 
 ``python -m model_server.training.ensemble --candidates A.pt B.pt C.pt D.pt --out FILE [--data PATH]``
 scores every subset of the candidates (probabilities averaged, per test-time augmentation mode), keeps
-the best, fits its temperature on the same PublicTest probabilities and writes one self-describing file.
+the best, fits its class bias and temperature on the same PublicTest probabilities and writes one
+self-describing file.
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ import torch
 
 from ..checkpoint import CheckpointError, ModelCard, load_model, save_checkpoint
 from ..networks import create_model
-from .calibration import fit_temperature, negative_log_likelihood
 from .data import DataError, load_faces
+from .evaluation import fit_calibration
 from .loop import TrainConfig, predict_probabilities
-from .metrics import classification_report, expected_calibration_error
+from .metrics import classification_report
 
-COMBINATION = "mean of the members' softmax probabilities over the same test-time views, then temperature"
+COMBINATION = ("mean of the members' softmax probabilities over the same test-time views, "
+               "then the card's class bias and temperature")
 
 
 def check_compatible(cards: list[ModelCard]) -> None:
@@ -82,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tta", nargs="+", default=["flip", "five_crop_flip"], help="TTA modes to compare")
     args = parser.parse_args(argv)
     try:
-        faces = load_faces(args.data).split("PublicTest")
+        everything = load_faces(args.data)
+        faces, training_labels = everything.split("PublicTest"), everything.split("Training").labels
         images = torch.from_numpy(faces.images)
         probabilities = {}
         for path in args.candidates:
@@ -97,24 +100,21 @@ def main(argv: list[str] | None = None) -> int:
         table = score_subsets(probabilities, faces.labels, sizes)
         best = table[0]
         averaged = np.mean([probabilities[path][best["tta"]] for path in best["members"]], axis=0)
-        temperature = fit_temperature(averaged, faces.labels)
+        fitted = fit_calibration(torch.from_numpy(averaged), faces.labels, training_labels)
         model, card = build_ensemble(best["members"], args.version, best["tta"])
     except (CheckpointError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    card.temperature = temperature
+    card.class_bias, card.temperature = fitted["class_bias"], fitted["temperature"]
     card.training_config["selection"] = {"split": "PublicTest", "table": table[:20]}
     card.metrics = {"public_test_accuracy": best["accuracy"], "public_test_macro_f1": best["macro_f1"],
-                    "public_test_calibration": {
-                        "temperature": temperature,
-                        "ece_before": expected_calibration_error(averaged, faces.labels),
-                        "nll_before": round(negative_log_likelihood(averaged, faces.labels), 4),
-                        "nll_after": round(negative_log_likelihood(averaged, faces.labels, temperature), 4)}}
+                    "public_test_calibration": fitted}
     save_checkpoint(args.out, model, card, half=True)
-    for row in table[:10]:
+    for row in table[:10] + fitted["prior_table"]:
         print(json.dumps(row))
     print(f"chose {len(best['members'])} members, tta={best['tta']}: PublicTest accuracy {best['accuracy']:.4f}, "
-          f"macro-F1 {best['macro_f1']:.4f}; temperature {temperature:.2f}; wrote {args.out}")
+          f"macro-F1 {best['macro_f1']:.4f}; class bias {fitted['class_bias']}; temperature "
+          f"{fitted['temperature']:.2f}; wrote {args.out}")
     return 0
 
 

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 
 from ..checkpoint import DEFAULT_CHECKPOINT, CheckpointError, ModelCard, load_model, read_checkpoint
-from ..preprocessing import TTA_MODES, Preprocessing, apply_temperature
+from ..preprocessing import TTA_MODES, calibrate
 from ..serving.classifier import pick_device
 from ..serving.imaging import encode_image
 from . import augment
-from .calibration import fit_temperature, negative_log_likelihood
+from .calibration import choose_class_bias, fit_temperature, negative_log_likelihood
 from .data import SPLITS, DataError, load_faces
 from .loop import TrainConfig, predict_probabilities
 from .metrics import classification_report, draw_confusion_matrix, expected_calibration_error
@@ -47,14 +47,15 @@ ROBUSTNESS_CONDITIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 ROBUSTNESS_TTA = "flip"
 
 
-def robustness_table(model: torch.nn.Module, images: torch.Tensor, labels: np.ndarray, prep: Preprocessing,
+def robustness_table(model: torch.nn.Module, images: torch.Tensor, labels: np.ndarray, card: ModelCard,
                      tta: str = ROBUSTNESS_TTA) -> dict:
     """Accuracy on each re-framed or re-lit copy of uint8 [N,48,48] faces, and each one's drop from plain."""
     faces = images.float().unsqueeze(1) / 255.0
     accuracy = {}
     for name, condition in ROBUSTNESS_CONDITIONS.items():
         changed = (condition(faces) * 255).round().clamp(0, 255).to(torch.uint8).squeeze(1)
-        predictions = predict_probabilities(model, changed, prep, tta=tta).argmax(dim=1).numpy()
+        probabilities = card.calibrate(predict_probabilities(model, changed, card.preprocessing, tta=tta))
+        predictions = probabilities.argmax(dim=1).numpy()
         accuracy[name] = round(float((predictions == labels).mean()), 4)
     drops = {name: round(accuracy["plain"] - value, 4) for name, value in accuracy.items() if name != "plain"}
     return {"tta": tta, "accuracy": accuracy, "drop": drops, "worst_drop": max(drops.values())}
@@ -83,41 +84,63 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str, tta: str | No
     report = {"split": split, "checkpoint": str(checkpoint), "model_version": card.version, "tta": tta}
     by_mode, raw = {}, None
     for mode in card.preprocessing.tta_modes():
-        probabilities = predict_probabilities(model, images, card.preprocessing, tta=mode).numpy()
-        mode_report = classification_report(probabilities, labels, card.labels)
+        probabilities = predict_probabilities(model, images, card.preprocessing, tta=mode)
         if mode == tta:
             raw = probabilities
+        # The class bias moves decisions, so every mode is scored as served (temperature never does).
+        mode_report = classification_report(card.calibrate(probabilities).numpy(), labels, card.labels)
         by_mode[mode] = {key: mode_report[key] for key in ("accuracy", "macro_f1", "top2_accuracy",
                                                            "six_class_accuracy")}
         by_mode[mode]["recall"] = {name: row["recall"] for name, row in mode_report["per_class"].items()}
-    # Temperature never changes the top class, only how sure the bars look.
-    calibrated = apply_temperature(torch.from_numpy(raw), card.temperature).numpy()
-    report.update(classification_report(calibrated, labels, card.labels))
+    served = card.calibrate(raw).numpy()
+    report.update(classification_report(served, labels, card.labels))
     report["by_tta"] = by_mode
-    report["ferplus"] = ferplus_report(calibrated, faces.ferplus_majority)
+    if card.class_bias:
+        plain = classification_report(raw.numpy(), labels, card.labels)
+        report["without_class_bias"] = {"accuracy": plain["accuracy"], "macro_f1": plain["macro_f1"],
+                                        "recall": {k: v["recall"] for k, v in plain["per_class"].items()}}
+    report["ferplus"] = ferplus_report(served, faces.ferplus_majority)
+    # "Before" is everything the card serves except the temperature, so the difference is the temperature's.
+    uncalibrated = calibrate(raw, 1.0, card.class_bias).numpy()
     report["calibration"] = {
         "temperature": card.temperature,
-        "ece_before": expected_calibration_error(raw, labels), "ece_after": expected_calibration_error(calibrated, labels),
-        "nll_before": round(negative_log_likelihood(raw, labels), 4),
-        "nll_after": round(negative_log_likelihood(raw, labels, card.temperature), 4)}
+        "ece_before": expected_calibration_error(uncalibrated, labels),
+        "ece_after": expected_calibration_error(served, labels),
+        "nll_before": round(negative_log_likelihood(uncalibrated, labels), 4),
+        "nll_after": round(negative_log_likelihood(uncalibrated, labels, card.temperature), 4)}
     if robustness:
-        report["robustness"] = robustness_table(model, images, labels, card.preprocessing)
+        report["robustness"] = robustness_table(model, images, labels, card)
     return report
 
 
-def calibrate_checkpoint(checkpoint: str | Path, data: str | Path, split: str = "PublicTest") -> float:
-    """Fit the temperature on PublicTest probabilities (the card's TTA mode) and store it in the card."""
+def fit_calibration(probabilities: torch.Tensor, labels: np.ndarray, training_labels: np.ndarray) -> dict:
+    """Class bias, then temperature, both fitted on PublicTest probabilities; with the PublicTest figures."""
+    class_bias, table = choose_class_bias(probabilities.numpy(), labels, training_labels)
+    biased = calibrate(probabilities, 1.0, class_bias).numpy()
+    temperature = fit_temperature(biased, labels)
+    return {"class_bias": class_bias, "temperature": temperature, "split": "PublicTest", "prior_table": table,
+            "ece_before": expected_calibration_error(biased, labels),
+            "ece_after": expected_calibration_error(calibrate(torch.from_numpy(biased), temperature).numpy(), labels),
+            "nll_before": round(negative_log_likelihood(biased, labels), 4),
+            "nll_after": round(negative_log_likelihood(biased, labels, temperature), 4)}
+
+
+def calibrate_checkpoint(checkpoint: str | Path, data: str | Path, split: str = "PublicTest") -> dict:
+    """Fit class bias and temperature on PublicTest (the card's TTA mode) and store them in the card."""
     if split != "PublicTest":
-        raise DataError("the temperature is fitted on PublicTest only; PrivateTest stays untouched until the end")
+        raise DataError("calibration is fitted on PublicTest only; PrivateTest stays untouched until the end")
     model, card = load_model(checkpoint)
-    faces = load_faces(data).split(split)
-    probabilities = predict_probabilities(model, torch.from_numpy(faces.images), card.preprocessing,
-                                          tta=card.preprocessing.tta).numpy()
-    temperature = fit_temperature(probabilities, faces.labels)
+    faces = load_faces(data)
+    public = faces.split(split)
+    probabilities = predict_probabilities(model, torch.from_numpy(public.images), card.preprocessing,
+                                          tta=card.preprocessing.tta)
+    fitted = fit_calibration(probabilities, public.labels, faces.split("Training").labels)
+    card.class_bias, card.temperature = fitted["class_bias"], fitted["temperature"]
+    card.metrics["public_test_calibration"] = fitted
     payload = read_checkpoint(checkpoint)
-    payload["card"] = dataclasses.replace(card, temperature=temperature).to_json()
+    payload["card"] = card.to_json()
     _rewrite(checkpoint, payload)
-    return temperature
+    return fitted
 
 
 def _rewrite(checkpoint: str | Path, payload: dict) -> None:
@@ -136,7 +159,8 @@ def record_in_checkpoint(checkpoint: str | Path, report: dict) -> None:
     card.metrics[f"{prefix}_macro_f1"] = report["macro_f1"]
     card.metrics.setdefault("evaluation", {})[report["split"]] = {
         key: report[key] for key in ("n", "tta", "accuracy", "macro_f1", "top2_accuracy", "six_class_accuracy",
-                                     "by_tta", "ferplus", "calibration", "robustness") if key in report}
+                                     "by_tta", "ferplus", "calibration", "robustness", "without_class_bias")
+        if key in report}
     card.metrics["evaluation"][report["split"]]["recall"] = {
         name: row["recall"] for name, row in report["per_class"].items()}
     # The recorded figures describe what the shipped pipeline does, so it uses the evaluated TTA mode.
@@ -181,12 +205,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", action="store_true",
                         help="write the headline figures into the checkpoint's model card")
     parser.add_argument("--calibrate", action="store_true",
-                        help="fit the temperature on PublicTest and store it in the card (no report)")
+                        help="fit class bias and temperature on PublicTest and store them in the card (no report)")
     parser.add_argument("--no-robustness", action="store_true", help="skip the re-framing and lighting table")
     args = parser.parse_args(argv)
     try:
         if args.calibrate:
-            print(f"temperature {calibrate_checkpoint(args.checkpoint, args.data, args.split):.2f}")
+            fitted = calibrate_checkpoint(args.checkpoint, args.data, args.split)
+            print(json.dumps({key: value for key, value in fitted.items() if key != "prior_table"}))
+            for row in fitted["prior_table"]:
+                print(json.dumps(row))
             return 0
         report = evaluate(args.checkpoint, args.data, args.split, tta=args.tta, device=args.device,
                           robustness=not args.no_robustness)

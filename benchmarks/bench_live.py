@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/bench_live.py                          # real model, 1/4/16 clients, 120 s soak
     .venv/bin/python benchmarks/bench_live.py --fake --seconds 3 --soak 5   # the test predictor (web stack only)
 
+``--window 1,2`` compares strictly ack-paced clients with two frames in flight (as the live page sends).
 The server runs as the README runs it (``python -m webapp``, eventlet) in a subprocess. Prints per N the
 frames answered per second per client and the round-trip p50/p95, then the server's RSS during a soak.
 Targets on a 2-core CPU: N=1 at least 15 frames/s with p95 under 80 ms; N=4 at least 8 frames/s per client.
@@ -39,40 +40,57 @@ def face_frame_jpeg() -> bytes:
 
 
 class Camera(threading.Thread):
-    """One simulated webcam: connects, then sends the next frame only when the previous answer arrived."""
+    """One simulated webcam: connects, then keeps at most ``window`` frames unanswered (1: strictly ack-paced)."""
 
-    def __init__(self, url: str, frame: bytes, start: threading.Barrier, stop: threading.Event) -> None:
+    def __init__(self, url: str, frame: bytes, start: threading.Barrier, stop: threading.Event,
+                 window: int = 1) -> None:
         super().__init__(daemon=True)
         self.url, self.frame, self.start_barrier, self.stop_event = url, frame, start, stop
+        self.window = window
         self.rtts_ms: list[float] = []
+        self.stages: list[dict[str, float]] = []  # the server's per-stage timings plus the measured round trip
         self.errors: dict[str, int] = {}
         self.faces: set[int] = set()
+        self._lock = threading.Lock()
+
+    def _answered(self, sent: float, slots: threading.Semaphore, answer: dict) -> None:
+        """Record one answer and free its slot in the window."""
+        elapsed_ms = (time.perf_counter() - sent) * 1000
+        with self._lock:
+            if "faces" in answer:
+                self.rtts_ms.append(elapsed_ms)
+                self.faces.add(len(answer["faces"]))
+                self.stages.append({**answer.get("timings_ms", {}), "round_trip": elapsed_ms,
+                                    "followed": answer.get("search") == "follow"})
+            else:
+                code = answer.get("error", "dropped")
+                self.errors[code] = self.errors.get(code, 0) + 1
+        slots.release()
 
     def run(self) -> None:
-        """Connect, wait for the others, stream until stopped."""
+        """Connect, wait for the others, stream until stopped (never faster than the browser's own pace)."""
         client = socketio.Client()
         client.connect(self.url, namespaces=["/live"], transports=["websocket"])
+        slots = threading.Semaphore(self.window)
         try:
             self.start_barrier.wait()
             while not self.stop_event.is_set():
+                if not slots.acquire(timeout=1):
+                    continue
                 sent = time.perf_counter()
-                answer = client.call("frame", self.frame, namespace="/live", timeout=60)
-                elapsed = time.perf_counter() - sent
-                if "faces" in answer:
-                    self.rtts_ms.append(elapsed * 1000)
-                    self.faces.add(len(answer["faces"]))
-                else:
-                    code = answer.get("error", "dropped")
-                    self.errors[code] = self.errors.get(code, 0) + 1
-                time.sleep(max(0.0, 1 / MAX_FPS - elapsed))
+                client.emit("frame", self.frame, namespace="/live",
+                            callback=lambda answer, sent=sent: self._answered(sent, slots, answer))
+                time.sleep(max(0.0, 1 / MAX_FPS - (time.perf_counter() - sent)))
+            for _ in range(self.window):  # let the last answers land before disconnecting
+                slots.acquire(timeout=5)
         finally:
             client.disconnect()
 
 
-def run_clients(url: str, frame: bytes, count: int, seconds: float) -> list[Camera]:
+def run_clients(url: str, frame: bytes, count: int, seconds: float, window: int = 1) -> list[Camera]:
     """Stream from ``count`` cameras at once for ``seconds``; returns the finished cameras."""
     start, stop = threading.Barrier(count + 1), threading.Event()
-    cameras = [Camera(url, frame, start, stop) for _ in range(count)]
+    cameras = [Camera(url, frame, start, stop, window) for _ in range(count)]
     for camera in cameras:
         camera.start()
     start.wait(timeout=60)
@@ -89,8 +107,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))] if ordered else 0.0
 
 
+def stage_report(cameras: list[Camera]) -> str:
+    """Median milliseconds per stage of a frame: model-tier stages, the server's hops, and the network."""
+    stages = [stage for camera in cameras for stage in camera.stages]
+    if not stages:
+        return ""
+    median = {key: statistics.median(float(s.get(key, 0.0)) for s in stages)
+              for key in ("decode", "detect", "classify", "total", "server", "round_trip")}
+    followed = sum(bool(s.get("followed")) for s in stages) / len(stages)
+    return (f"      stages (median ms): decode {median['decode']:.1f}  detect {median['detect']:.1f}  "
+            f"classify {median['classify']:.1f}  model total {median['total']:.1f}  "
+            f"queue+thread hops {median['server'] - median['total']:.1f}  "
+            f"socket.io+network {median['round_trip'] - median['server']:.1f}  "
+            f"frames followed {followed:.0%}")
+
+
 def report(count: int, seconds: float, cameras: list[Camera]) -> None:
-    """One line per client count: frames/s per client, round trip p50/p95, errors."""
+    """One line per client count: frames/s per client, round trip p50/p95, errors; then the stage split."""
     per_client = [len(camera.rtts_ms) / seconds for camera in cameras]
     rtts = [rtt for camera in cameras for rtt in camera.rtts_ms]
     errors: dict[str, int] = {}
@@ -101,6 +134,7 @@ def report(count: int, seconds: float, cameras: list[Camera]) -> None:
     print(f"N={count:<3d} frames/s per client: mean {statistics.mean(per_client):5.1f}  min {min(per_client):5.1f}   "
           f"round trip p50 {percentile(rtts, 0.5):6.1f} ms  p95 {percentile(rtts, 0.95):6.1f} ms   "
           f"faces/frame {faces}  not answered {errors or 0}", flush=True)
+    print(stage_report(cameras), flush=True)
 
 
 def rss_mb(pid: int) -> float:
@@ -127,6 +161,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="streaming time per client count")
     parser.add_argument("--soak", type=float, default=120.0, help="length of the memory soak (0: none)")
     parser.add_argument("--soak-clients", type=int, default=4)
+    parser.add_argument("--window", default="1,2", help="frames in flight per client, comma-separated")
     parser.add_argument("--fake", action="store_true", help="use the fake test predictor (no weights needed)")
     parser.add_argument("--predictor", help="predictor spec (default: the app's real pipeline)")
     args = parser.parse_args()
@@ -140,8 +175,10 @@ def main() -> None:
             print(f"640x480 JPEG frames of {len(frame) / 1024:.0f} KB, predictor {predictor or 'default'}, "
                   f"paced by ack (at most {MAX_FPS}/s per client)", flush=True)
             run_clients(url, frame, 1, 2.0)  # warm-up: first connections, first batches
-            for count in (int(n) for n in args.clients.split(",")):
-                report(count, args.seconds, run_clients(url, frame, count, args.seconds))
+            for window in (int(n) for n in args.window.split(",")):
+                print(f"-- {window} frame(s) in flight per client", flush=True)
+                for count in (int(n) for n in args.clients.split(",")):
+                    report(count, args.seconds, run_clients(url, frame, count, args.seconds, window))
             if args.soak > 0:
                 soak(url, frame, server.pid, args.soak_clients, args.soak)
         finally:

@@ -96,7 +96,8 @@ class AnalysisRequest:
 
     ``image`` is encoded bytes (JPEG, PNG, WebP) or an RGB uint8 array. ``mode`` picks the serving
     settings: ``photo`` (thorough) or ``live`` (webcam rate). ``hints`` are boxes where faces were in the
-    caller's previous frames (live tracking); ``deadline`` is a wall-clock time (``time.time()``) after
+    caller's previous frames (live tracking): when given, faces are looked for only around them, and a face
+that is not found there is left out (the caller then asks for a full search); ``deadline`` is a wall-clock time (``time.time()``) after
     which nobody waits for the answer any more.
     """
 
@@ -120,6 +121,8 @@ class ImageAnalysis:
 
     ``faces_omitted`` counts faces found beyond the face cap (largest faces are kept).
     ``annotated_png`` and ``jpeg`` (the upright image re-encoded without EXIF) are None unless asked for.
+    ``signature`` (live mode) is a 16x12 grayscale thumbnail: a caller compares it between frames to notice
+    that the picture changed a lot, without the model tier keeping any state.
     """
 
     width: int
@@ -130,6 +133,7 @@ class ImageAnalysis:
     faces_omitted: int = 0
     annotated_png: bytes | None = None
     jpeg: bytes | None = None
+    signature: bytes | None = None
 
 
 def face_json(index: int, box: Box, emotions: Mapping[str, float], **extra: Any) -> dict[str, Any]:

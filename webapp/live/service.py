@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
+import numpy as np
 from flask import current_app, url_for
 
 from model_server.api import Box, ImageAnalysis, face_json
@@ -23,6 +24,12 @@ from ..errors import AppError, Conflict, InvalidInput
 _JPEG_MAGIC = b"\xff\xd8\xff"  # every JPEG starts with SOI followed by a marker
 _TRACK_MIN_IOU = 0.3  # boxes of one face in consecutive frames overlap far more than this at webcam rates
 _TRACK_MAX_MISSED = 5  # frames a face may go undetected (a blink, a turned head) before its track ends
+# Full-frame detection runs at least every this many frames, so a face entering the picture appears within
+# about 0.2 s at webcam rate; in between, known faces are only followed around their last boxes.
+FULL_DETECTION_EVERY = 6
+# Mean absolute difference (grey levels) between two frames' 16x12 thumbnails above which the picture has
+# changed too much to trust the old boxes (a cut, a camera move, a light switched on).
+SCENE_CHANGE_LEVELS = 12.0
 # Answers kept per connection for "that's wrong": about two seconds of frames at webcam rate, which covers
 # the time between the frame on screen and the click that freezes it.
 _RECENT_ANSWERS = 64
@@ -132,6 +139,36 @@ class FaceTracker:
         self._tracks = kept
         return [int(i) for i in ids]
 
+    def current_boxes(self) -> list[Box]:
+        """Last boxes of the faces still tracked (where to look in the next frame), even if just missed once."""
+        return [track.box for track in self._tracks]
+
+
+class DetectionSchedule:
+    """Decides per frame between a full-frame search and following the known faces (stateless model tier)."""
+
+    def __init__(self) -> None:
+        self._since_full = FULL_DETECTION_EVERY
+        self._full_next = True
+        self._signature: bytes | None = None
+
+    def hints(self, known: list[Box]) -> tuple[Box, ...]:
+        """The boxes to follow in the next frame, or () when it needs a full search."""
+        if self._full_next or not known or self._since_full >= FULL_DETECTION_EVERY:
+            self._since_full = 0
+            return ()
+        self._since_full += 1
+        return tuple(known)
+
+    def update(self, hints: tuple[Box, ...], faces_found: int, signature: bytes | None) -> None:
+        """After a frame: a lost face or a changed picture makes the next frame a full search."""
+        changed = False
+        if signature and self._signature and len(signature) == len(self._signature):
+            previous = np.frombuffer(self._signature, np.uint8).astype(np.int16)
+            changed = float(np.abs(np.frombuffer(signature, np.uint8) - previous).mean()) > SCENE_CHANGE_LEVELS
+        self._signature = signature
+        self._full_next = bool(hints) and faces_found < len(hints) or changed
+
 
 @dataclass
 class LiveClient:
@@ -141,6 +178,7 @@ class LiveClient:
     corrections: TokenBucket
     slot: NewestOnly = field(default_factory=NewestOnly)
     tracker: FaceTracker = field(default_factory=FaceTracker)
+    schedule: DetectionSchedule = field(default_factory=DetectionSchedule)
     seq: itertools.count = field(default_factory=itertools.count)
     recent: OrderedDict[int, ImageAnalysis] = field(default_factory=OrderedDict)
 
@@ -233,18 +271,21 @@ def analyse_frame(sid: str, data: Any) -> dict[str, Any]:
         return {"seq": seq, "dropped": True}
     try:
         started = time.perf_counter()
-        result = inference.analyze(jpeg, "live", want_crops=True)
-        # Inside the slot, so tracks see this client's frames in order.
+        # Inside the slot, so tracks and the detection schedule see this client's frames in order.
+        hints = client.schedule.hints(client.tracker.current_boxes())
+        result = inference.analyze(jpeg, "live", want_crops=True, hints=hints)
+        client.schedule.update(hints, len(result.faces), result.signature)
         tracks = client.tracker.assign([face.box for face in result.faces])
     finally:
         client.slot.leave()
     client.remember(seq, result)
     timings = {**result.timings_ms, "server": round((time.perf_counter() - started) * 1000, 2)}
+    numbers = analyses.reading_order([face.box for face in result.faces])  # as the photo pages number faces
     return {"seq": seq, "width": result.width, "height": result.height,
             "model": {"name": result.model.name, "version": result.model.version},
-            "faces": [face_json(i, face.box, face.emotions, track=track)
-                      for i, (face, track) in enumerate(zip(result.faces, tracks))],
-            "timings_ms": timings}
+            "faces": [face_json(i, face.box, face.emotions, number=number, track=track)
+                      for i, (face, number, track) in enumerate(zip(result.faces, numbers, tracks))],
+            "search": "follow" if hints else "full", "timings_ms": timings}
 
 
 def _checked_choices(payload: Any) -> tuple[int, list[tuple[int, str]], bool]:

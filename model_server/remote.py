@@ -14,6 +14,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import redis
 
@@ -155,13 +156,22 @@ class RemotePredictor:
         self._seen_at = -HEARTBEAT_CACHE_S
 
 
+def split_queue(url: str, queue: str = "emo") -> tuple[str, str]:
+    """``redis://HOST:PORT/DB?queue=NAME`` → (the Redis URL, the queue's key prefix); one URL names a model tier."""
+    parts = urlsplit(url)
+    query = parse_qs(parts.query)
+    queue = query.pop("queue", [queue])[-1]
+    return urlunsplit(parts._replace(query=urlencode(query, doseq=True))), queue
+
+
 def create_remote_predictor(url: str, queue: str = "emo", default_timeout: float = DEFAULT_TIMEOUT_S,
                             max_queue: int = DEFAULT_MAX_QUEUE, **_settings: Any) -> RemotePredictor:
-    """The remote Predictor for ``redis://HOST:PORT/DB``; ``queue`` is the key prefix the workers were started with.
+    """The remote Predictor for ``redis://HOST:PORT/DB[?queue=NAME]`` (the workers' ``--redis`` and ``--queue``).
 
     A wait on the reply is bounded by the request's deadline, so the socket timeout only guards a Redis that
     stopped answering; it must exceed the longest deadline a caller sets (the web app's is 10 s for photos).
     """
+    url, queue = split_queue(url, queue)
     client = connect(url, socket_timeout=max(float(default_timeout), 30.0) + 1.0, health_check_interval=30)
     return RemotePredictor(client, QueueKeys(queue), default_timeout=float(default_timeout),
                            max_queue=int(max_queue))

@@ -28,7 +28,8 @@ import redis
 
 from .api import Predictor, load_predictor
 from .errors import AnalysisError, ModelBusyError
-from .remote import QueueKeys, connect, live_workers
+from .logs import use_json_logs
+from .remote import QueueKeys, connect, live_workers, split_queue
 from .wire import WireError, decode_request, encode_result
 
 log = logging.getLogger("model_server.serve")
@@ -236,8 +237,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     """The worker's command line."""
     parser = argparse.ArgumentParser(prog="python -m model_server.serve", description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--redis", required=True, help="redis://HOST:PORT/DB shared with the web processes")
-    parser.add_argument("--queue", default="emo", help="key prefix of the job stream (the web app's MODEL_QUEUE)")
+    parser.add_argument("--redis", required=True,
+                        help="redis://HOST:PORT/DB[?queue=NAME], the same URL as the web app's EMO_MODEL_URL")
+    parser.add_argument("--queue", default="emo", help="key prefix of the job stream (a ?queue= in the URL wins)")
     parser.add_argument("--consumer", default=f"{socket.gethostname()}-{os.getpid()}",
                         help="this worker's name in the consumer group (unique per worker)")
     parser.add_argument("--batch", type=int, default=8, help="jobs read and held at once")
@@ -281,35 +283,25 @@ def resolved_device(requested: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record, for log collectors."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """The record as JSON (time, level, logger, message, traceback when there is one)."""
-        entry = {"time": self.formatTime(record), "level": record.levelname, "logger": record.name,
-                 "message": record.getMessage()}
-        if record.exc_info:
-            entry["exc"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Load the model, serve jobs until SIGTERM or SIGINT, then finish the held jobs and exit."""
     args = parse_args(argv)
-    handler = logging.StreamHandler()
     if args.log_json:
-        handler.setFormatter(JsonFormatter())
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
+        use_json_logs()
+    else:
+        logging.basicConfig(level=logging.INFO)
     predictor = load_predictor(args.predictor, **serving_settings(args))
-    client = connect(args.redis, socket_timeout=10.0)
-    worker = Worker(client, predictor, args.consumer, QueueKeys(args.queue), batch=args.batch,
+    url, queue = split_queue(args.redis, args.queue)
+    client = connect(url, socket_timeout=10.0)
+    worker = Worker(client, predictor, args.consumer, QueueKeys(queue), batch=args.batch,
                     threads=args.threads, claim_idle_ms=args.claim_idle_ms,
                     description={"device": resolved_device(args.device)})
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: worker.stop())
-    info = predictor.info
-    print(f"model_server.serve: {info.name} {info.version} ({worker.description['device']}) for {args.redis} queue {args.queue!r} "
-          f"as {args.consumer}; batch {args.batch}, threads {args.threads}", flush=True)
+    info, where = predictor.info, client.connection_pool.connection_kwargs  # no password in the banner
+    print(f"model_server.serve: {info.name} {info.version} on {worker.description['device']} for queue {queue!r} at "
+          f"redis {where.get('host')}:{where.get('port')}/{where.get('db')} as {args.consumer}; "
+          f"batch {args.batch}, threads {args.threads}", flush=True)
     try:
         worker.run()
     finally:

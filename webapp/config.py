@@ -19,6 +19,7 @@ class Config:
     # live_detect_max_side); each can be set as EMO_SERVING_<FIELD> in the environment.
     SERVING: dict = {}
     # redis://HOST:PORT/DB: use the model worker tier (python -m model_server.serve) instead of an in-process model.
+    # A "?queue=NAME" suffix picks the workers started with --queue NAME (default "emo").
     MODEL_URL: str | None = None
     # Seconds a request waits for its analysis before the visitor gets 503: photos may queue behind others;
     # a live frame older than this is stale (the next one is already on its way).
@@ -38,6 +39,9 @@ class Config:
     # Consent to keep a face crop can arrive a little after the upload, so crops wait in memory this long.
     IMAGE_CACHE_SECONDS: int = 600
     IMAGE_CACHE_MAX_BYTES: int = 64 * 1024 * 1024
+    # redis://HOST:PORT/DB: keep those crops in Redis, so consent sent to any web process finds them (several
+    # processes behind a balancer); None keeps them in this process's memory.
+    CROP_CACHE_URL: str | None = None
 
     RATELIMIT_STORAGE_URI: str = "memory://"  # e.g. redis://localhost:6379 when several workers share limits
     RATELIMIT_ENABLED: bool = True
@@ -55,6 +59,11 @@ class Config:
     # so no base64 polling overhead needs room.
     SOCKETIO_MAX_MESSAGE_BYTES: int = 576 * 1024
     SOCKETIO_ALLOWED_ORIGINS: str | None = None  # None: same origin only; else an origin (or a list in tests)
+    # redis://HOST:PORT/DB shared by several web processes: an event emitted in one reaches clients of the others.
+    # Needs sticky sessions at the balancer (a Socket.IO connection must stay on its process).
+    SOCKETIO_MESSAGE_QUEUE: str | None = None
+    SOCKETIO_CHANNEL: str = "flask-socketio"  # Redis pub/sub ignores the DB number; sites sharing a Redis differ here
+    LOG_JSON: bool = False  # one JSON object per log line (for log collectors) instead of plain text
 
     SESSION_COOKIE_SAMESITE: str = "Lax"
     WTF_CSRF_TIME_LIMIT: int | None = None  # the token lives as long as the session; pages stay open for hours

@@ -15,9 +15,10 @@ from .config import load_config
 from .db import init_db
 from .errors import register_error_handler
 from .extensions import csrf, limiter, socketio
-from .image_cache import CropCache
+from .image_cache import make_crop_cache
 from .inference import init_inference
 from .media import MediaStore
+from .ops import init_ops
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -74,8 +75,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     init_db(app)
     app.extensions["emotion_lens.media"] = MediaStore(app.config["MEDIA_DIR"])
-    app.extensions["emotion_lens.crops"] = CropCache(app.config["IMAGE_CACHE_MAX_BYTES"],
-                                                     app.config["IMAGE_CACHE_SECONDS"])
+    app.extensions["emotion_lens.crops"] = make_crop_cache(app.config)
     init_inference(app)
 
     csrf.init_app(app)
@@ -83,8 +83,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     # Origins None means the page's own scheme://host only: another site's page cannot open a stream.
     socketio.init_app(app, async_mode=app.config["ASYNC_MODE"],
                       cors_allowed_origins=app.config["SOCKETIO_ALLOWED_ORIGINS"],
-                      max_http_buffer_size=app.config["SOCKETIO_MAX_MESSAGE_BYTES"])
+                      max_http_buffer_size=app.config["SOCKETIO_MAX_MESSAGE_BYTES"],
+                      message_queue=app.config["SOCKETIO_MESSAGE_QUEUE"], channel=app.config["SOCKETIO_CHANNEL"])
     register_error_handler(app)
+    init_ops(app)
 
     from . import api, cli
     from .live import init_live

@@ -1,4 +1,7 @@
-"""Face crops of recent analyses, kept in memory for a few minutes so consent can follow the upload."""
+"""Face crops of recent analyses, kept for a few minutes so consent can follow the upload.
+
+In this process's memory by default; in Redis when several web processes must share them (CROP_CACHE_URL).
+"""
 
 from __future__ import annotations
 
@@ -49,3 +52,52 @@ class CropCache:
         entry = self._entries.pop(analysis_id, None)
         if entry is not None:
             self._bytes -= sum(crop.nbytes for crop in entry[1])
+
+
+class RedisCropCache:
+    """The same cache in Redis, so consent given to any web process finds crops made by another.
+
+    One hash per analysis (face index → the crop's raw uint8 bytes, plus its shape), expiring after ``ttl_s``;
+    Redis's own memory policy bounds the total, and an entry larger than ``max_bytes`` is not kept at all.
+    """
+
+    def __init__(self, url: str, max_bytes: int, ttl_s: float, prefix: str = "emo:crops:") -> None:
+        import redis  # the optional ``serve`` extra; only deployments that configure Redis need it
+
+        self.max_bytes, self.ttl_s, self.prefix = max_bytes, ttl_s, prefix
+        self._redis = redis.Redis.from_url(url, socket_connect_timeout=1.0, socket_timeout=2.0)
+
+    def put(self, analysis_id: str, crops: list[np.ndarray]) -> None:
+        """Remember the crops of one analysis for ``ttl_s`` seconds."""
+        if not crops or sum(crop.nbytes for crop in crops) > self.max_bytes:
+            return
+        # Every crop of one model has the same shape (the classifier's input size).
+        fields = {"shape": ",".join(str(side) for side in crops[0].shape),
+                  **{str(index): np.ascontiguousarray(crop, np.uint8).tobytes() for index, crop in enumerate(crops)}}
+        key = self.prefix + analysis_id
+        pipe = self._redis.pipeline()
+        pipe.delete(key)
+        pipe.hset(key, mapping=fields)
+        pipe.expire(key, max(1, int(self.ttl_s)))
+        pipe.execute()
+
+    def get(self, analysis_id: str, face_index: int) -> np.ndarray | None:
+        """The crop of one face, or None when it expired or never existed."""
+        if face_index < 0:
+            return None
+        shape, data = self._redis.hmget(self.prefix + analysis_id, ["shape", str(face_index)])
+        if shape is None or data is None:
+            return None
+        return np.frombuffer(data, np.uint8).reshape([int(side) for side in shape.split(b",")]).copy()
+
+    def discard(self, analysis_id: str) -> None:
+        """Forget an analysis (called when it is deleted)."""
+        self._redis.delete(self.prefix + analysis_id)
+
+
+def make_crop_cache(config: dict) -> CropCache | RedisCropCache:
+    """Crops in Redis when CROP_CACHE_URL names one (several web processes), else in this process's memory."""
+    if config.get("CROP_CACHE_URL"):
+        return RedisCropCache(config["CROP_CACHE_URL"], config["IMAGE_CACHE_MAX_BYTES"],
+                              config["IMAGE_CACHE_SECONDS"])
+    return CropCache(config["IMAGE_CACHE_MAX_BYTES"], config["IMAGE_CACHE_SECONDS"])

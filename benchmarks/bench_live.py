@@ -3,7 +3,9 @@
     .venv/bin/python benchmarks/bench_live.py                          # real model, 1/4/16 clients, 120 s soak
     .venv/bin/python benchmarks/bench_live.py --fake --seconds 3 --soak 5   # the test predictor (web stack only)
 
-``--window 1,2`` compares strictly ack-paced clients with two frames in flight (as the live page sends).
+``--target embedded,topology`` runs the same sweep against deploy/topology.py (model workers behind Redis,
+gunicorn eventlet web processes on PostgreSQL) first, then the embedded server, and prints what the remote hop
+adds at N=1. ``--window 1,2`` compares strictly ack-paced clients with two frames in flight (as the live page sends).
 The server runs as the README runs it (``python -m webapp``, eventlet) in a subprocess. Prints per N the
 frames answered per second per client and the round-trip p50/p95, then the server's RSS during a soak.
 Targets on a 2-core CPU: N=1 at least 15 frames/s with p95 under 80 ms; N=4 at least 8 frames/s per client.
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
+import sys
 import tempfile
 import threading
 import time
@@ -23,7 +26,7 @@ import numpy as np
 import socketio
 from PIL import Image
 
-from bench_upload import FAKE_SPEC, free_port, start_server, wait_healthy
+from bench_upload import FAKE_SPEC, REPO, free_port, start_server, wait_healthy
 
 MAX_FPS = 30  # the browser's own pace (the server's LIVE_MAX_FPS); clients never send faster
 
@@ -87,10 +90,14 @@ class Camera(threading.Thread):
             client.disconnect()
 
 
-def run_clients(url: str, frame: bytes, count: int, seconds: float, window: int = 1) -> list[Camera]:
-    """Stream from ``count`` cameras at once for ``seconds``; returns the finished cameras."""
+def run_clients(url: str | list[str], frame: bytes, count: int, seconds: float, window: int = 1) -> list[Camera]:
+    """Stream from ``count`` cameras at once for ``seconds``; returns the finished cameras.
+
+    Several URLs (the topology's web processes) take the cameras in turn, as a sticky balancer spreads visitors.
+    """
+    urls = [url] if isinstance(url, str) else url
     start, stop = threading.Barrier(count + 1), threading.Event()
-    cameras = [Camera(url, frame, start, stop, window) for _ in range(count)]
+    cameras = [Camera(urls[index % len(urls)], frame, start, stop, window) for index in range(count)]
     for camera in cameras:
         camera.start()
     start.wait(timeout=60)
@@ -154,8 +161,50 @@ def soak(url: str, frame: bytes, pid: int, count: int, seconds: float) -> None:
         print(f"  after {(number + 1) * seconds / slices:5.0f} s: RSS {rss_mb(pid):.0f} MB", flush=True)
 
 
+def sweep(url: str | list[str], frame: bytes, args: argparse.Namespace) -> dict[tuple[int, int], list[Camera]]:
+    """Warm up, then every window and client count; returns the cameras of each (window, count)."""
+    run_clients(url, frame, 1, 2.0)  # warm-up: first connections, first batches
+    results = {}
+    for window in (int(n) for n in args.window.split(",")):
+        print(f"-- {window} frame(s) in flight per client", flush=True)
+        for count in (int(n) for n in args.clients.split(",")):
+            results[window, count] = run_clients(url, frame, count, args.seconds, window)
+            report(count, args.seconds, results[window, count])
+    return results
+
+
+def bench_topology(frame: bytes, args: argparse.Namespace) -> dict[tuple[int, int], list[Camera]]:
+    """The same sweep against deploy/topology.py: model workers behind Redis, gunicorn eventlet web processes."""
+    sys.path.insert(0, str(REPO))
+    from deploy.topology import FAKE_PREDICTOR, Topology, services_missing
+
+    missing = services_missing()
+    if missing:
+        raise SystemExit(f"--target topology {missing}")
+    web_env = {"EMO_RATELIMIT_ENABLED": "0", "EMO_INFERENCE_MAX_PENDING": "64"}
+    with tempfile.TemporaryDirectory() as workdir, \
+            Topology(Path(workdir), workers=args.topology_workers, web=args.topology_web,
+                     predictor=FAKE_PREDICTOR if args.fake else args.predictor, web_env=web_env) as topology:
+        print(f"topology: {args.topology_workers} model worker(s), {args.topology_web} gunicorn eventlet web "
+              f"process(es), Redis {topology.redis_url}", flush=True)
+        return sweep(topology.urls, frame, args)
+
+
+def hop_report(embedded: list[Camera], topology: list[Camera]) -> None:
+    """What the remote hop adds at N=1: round trip, and time in the web process beyond the model's own."""
+    def medians(cameras: list[Camera]) -> tuple[float, float]:
+        stages = [stage for camera in cameras for stage in camera.stages]
+        beyond = statistics.median(float(s.get("server", 0)) - float(s.get("total", 0)) for s in stages)
+        return percentile([rtt for camera in cameras for rtt in camera.rtts_ms], 0.5), beyond
+
+    (embedded_rtt, embedded_beyond), (topology_rtt, topology_beyond) = medians(embedded), medians(topology)
+    print(f"remote hop at N=1: round trip p50 {topology_rtt:.1f} ms vs embedded {embedded_rtt:.1f} ms "
+          f"({topology_rtt - embedded_rtt:+.1f} ms); web process time beyond the model p50 "
+          f"{topology_beyond:.1f} ms vs {embedded_beyond:.1f} ms", flush=True)
+
+
 def main() -> None:
-    """Start the server, run each client count, then the soak."""
+    """Run the sweep against each target (embedded server, topology), the soak, and the hop comparison."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", default="1,4,16", help="comma-separated client counts")
     parser.add_argument("--seconds", type=float, default=20.0, help="streaming time per client count")
@@ -164,21 +213,32 @@ def main() -> None:
     parser.add_argument("--window", default="1,2", help="frames in flight per client, comma-separated")
     parser.add_argument("--fake", action="store_true", help="use the fake test predictor (no weights needed)")
     parser.add_argument("--predictor", help="predictor spec (default: the app's real pipeline)")
+    parser.add_argument("--target", default="embedded",
+                        help="comma-separated: embedded (python -m webapp, model in-process) and/or topology "
+                             "(deploy/topology.py: model workers behind Redis, gunicorn web processes)")
+    parser.add_argument("--topology-workers", type=int, default=2)
+    parser.add_argument("--topology-web", type=int, default=2)
     args = parser.parse_args()
+    targets = args.target.split(",")
+    results: dict[str, dict[tuple[int, int], list[Camera]]] = {}
     predictor = FAKE_SPEC if args.fake else args.predictor
     frame, port = face_frame_jpeg(), free_port()
     url = f"http://127.0.0.1:{port}"
+    print(f"640x480 JPEG frames of {len(frame) / 1024:.0f} KB, predictor {predictor or 'default'}, "
+          f"paced by ack (at most {MAX_FPS}/s per client)", flush=True)
+    if "topology" in targets:
+        print("== target: topology", flush=True)
+        results["topology"] = bench_topology(frame, args)
+    if "embedded" not in targets:
+        return
+    print("== target: embedded", flush=True)
     with tempfile.TemporaryDirectory() as workdir:
         server = start_server(port, Path(workdir), predictor)
         try:
             wait_healthy(url, server)
-            print(f"640x480 JPEG frames of {len(frame) / 1024:.0f} KB, predictor {predictor or 'default'}, "
-                  f"paced by ack (at most {MAX_FPS}/s per client)", flush=True)
-            run_clients(url, frame, 1, 2.0)  # warm-up: first connections, first batches
-            for window in (int(n) for n in args.window.split(",")):
-                print(f"-- {window} frame(s) in flight per client", flush=True)
-                for count in (int(n) for n in args.clients.split(",")):
-                    report(count, args.seconds, run_clients(url, frame, count, args.seconds, window))
+            results["embedded"] = sweep(url, frame, args)
+            if "topology" in results and (1, 1) in results["embedded"]:
+                hop_report(results["embedded"][1, 1], results["topology"][1, 1])
             if args.soak > 0:
                 soak(url, frame, server.pid, args.soak_clients, args.soak)
         finally:

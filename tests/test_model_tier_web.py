@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 import threading
 import time
 
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
+from deploy.topology import GUNICORN_CONF, REPO
 from model_server.remote import QueueKeys, connect, split_queue
 from model_server.serve import Worker
 from topology_helpers import REDIS_URL, PacedPredictor, drop_queue, queue_name, redis_client, wait_until
@@ -153,3 +156,17 @@ def test_json_logs_write_one_object_per_line(app_config, restore_logging):
     assert entry["level"] == "ERROR" and entry["message"] == "something failed for abc"
     assert "ValueError: boom" in entry["exc"] and entry["logger"] == app.logger.name
     app.extensions["emotion_lens.db"].engine.dispose()
+
+
+def test_gunicorn_refuses_more_than_one_worker_per_process(tmp_path):
+    finished = subprocess.run([sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "-w", "2", "-b",
+                               "127.0.0.1:0", "--chdir", str(REPO), "webapp:create_app()"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert finished.returncode != 0 and "use -w 1 (got 2)" in finished.stderr
+
+
+def test_the_worker_command_explains_itself():
+    finished = subprocess.run([sys.executable, "-m", "model_server.serve", "--help"], capture_output=True, text=True,
+                              timeout=60)
+    assert finished.returncode == 0
+    assert all(flag in finished.stdout for flag in ("--redis", "--batch", "--wait-ms", "--threads", "--device"))

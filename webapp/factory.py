@@ -90,12 +90,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
 
     from . import api, cli
     from .live import init_live
+    from .rooms import init_rooms_feature
+    from .video import init_video_feature
     from .photo import views as photo_views
 
     app.register_blueprint(photo_views.bp)
     app.register_blueprint(api.bp)
     cli.register(app)
     init_live(app)
+    init_rooms_feature(app)
+    init_video_feature(app)
     app.after_request(_security_headers)
     return app
 

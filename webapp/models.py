@@ -112,3 +112,29 @@ class Correction(Base):
     crop_path: Mapped[str | None] = mapped_column(String(255))
 
     face: Mapped[Face] = relationship(back_populates="corrections")
+
+
+class RoomMinute(Base):
+    """One recorded minute of an emoji room: how many took part and the room's mean of each emotion.
+
+    Only aggregates, only while the host recorded and every participant agreed; no names, no frames.
+    """
+
+    __tablename__ = "room_minutes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    room_hash: Mapped[str] = mapped_column(String(64), index=True)  # sha256 of the room id: the link is not stored
+    minute: Mapped[datetime] = mapped_column(UTCDateTime)  # start of the minute
+    participants: Mapped[int] = mapped_column(Integer)
+    samples: Mapped[int] = mapped_column(Integer)  # results averaged into this minute
+    p_angry: Mapped[float] = mapped_column(Float)
+    p_disgust: Mapped[float] = mapped_column(Float)
+    p_fear: Mapped[float] = mapped_column(Float)
+    p_happy: Mapped[float] = mapped_column(Float)
+    p_sad: Mapped[float] = mapped_column(Float)
+    p_surprise: Mapped[float] = mapped_column(Float)
+    p_neutral: Mapped[float] = mapped_column(Float)
+
+    # The same seven p_<label> columns as Face, read and written by the same code.
+    shares = Face.emotions
+    set_shares = Face.set_emotions

@@ -91,6 +91,39 @@ def openapi_document() -> dict[str, Any]:
                                            "schema": {"type": "string"}}],
                            "responses": {"204": {"description": "Deleted."},
                                          "403": _error("Not the owner."), "404": _error("No such analysis.")}}},
+            "/api/v1/videos": {"post": {
+                "summary": "Upload a clip; its faces' emotions over time are analysed as a background job.",
+                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+                    "type": "object", "required": ["video"], "properties": {
+                        "video": {"type": "string", "format": "binary",
+                                  "description": "MP4, WebM or MOV; at most VIDEO_MAX_BYTES and VIDEO_MAX_SECONDS."},
+                        "fps": {"type": "number", "default": 2, "maximum": 10,
+                                "description": "Frames analysed per second of clip."},
+                        "mode": {"type": "string", "enum": ["photo", "live"], "default": "photo"}}}}}},
+                "responses": {
+                    "202": {"description": "Queued; poll status_url.", "content": {"application/json": {
+                        "schema": {"type": "object", "properties": {
+                            "id": {"type": "string"}, "status": {"type": "string"},
+                            "status_url": {"type": "string"}, "page_url": {"type": "string"}}}}}},
+                    "413": _error("The video is larger than VIDEO_MAX_BYTES."),
+                    "415": _error("Not an MP4, WebM or MOV file."),
+                    "422": _error("Unreadable video, too long (video_too_long), or a bad fps or mode."),
+                    "429": too_many, "503": _error("Too many videos queued, or the model is unavailable.")}}},
+            "/api/v1/videos/{id}": {
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
+                "get": {"summary": "A video job: status, progress and, when done, the timeline.",
+                        "parameters": [{"name": "format", "in": "query", "required": False,
+                                        "schema": {"type": "string", "enum": ["json", "csv"]},
+                                        "description": "csv: the samples as CSV (track, t, x, y, w, h, one column "
+                                                       "per emotion, top)."}],
+                        "responses": {
+                            "200": {"description": "The job.", "content": {"application/json": {"schema": {
+                                "$ref": "#/components/schemas/VideoJob"}}, "text/csv": {}}},
+                            "404": _error("No such job (results are kept VIDEO_RESULT_SECONDS)."),
+                            "409": _error("format=csv before the job is done (not_ready).")}},
+                "delete": {"summary": "Cancel a running job or forget a finished one.",
+                           "responses": {"204": {"description": "Cancelled or removed."},
+                                         "404": _error("No such job.")}}},
             "/api/v1/health": {"get": {"summary": "Model loaded and database reachable.", "responses": {
                 "200": {"description": "Ready."}, "503": {"description": "Not ready."}}}},
         },
@@ -114,6 +147,19 @@ def openapi_document() -> dict[str, Any]:
                 "delete_token": {"type": "string", "description": "Shown once; send as X-Delete-Token."},
                 "timings_ms": {"type": "object"},
                 "annotated_image": {"type": "string", "description": "Only with annotate=true."}}}]},
+            "VideoJob": {"type": "object", "properties": {
+                "id": {"type": "string"},
+                "status": {"type": "string", "enum": ["queued", "running", "done", "failed", "cancelled"]},
+                "progress": {"type": "number", "minimum": 0, "maximum": 1},
+                "error": {"nullable": True, "allOf": [{"$ref": "#/components/schemas/Error"}]},
+                "result": {"type": "object", "nullable": True, "properties": {
+                    "duration": {"type": "number"}, "frames": {"type": "integer"},
+                    "tracks": {"type": "array", "items": {"type": "object", "properties": {
+                        "id": {"type": "integer"}, "dominant": {"type": "string", "enum": list(EMOTIONS)},
+                        "emoji": {"type": "string"},
+                        "samples": {"type": "array", "items": {"type": "object", "properties": {
+                            "t": {"type": "number", "description": "Seconds from the start of the clip."},
+                            "box": {"type": "object"}, "emotions": emotion_map}}}}}}}}}},
             "Correction": {"type": "object", "properties": {
                 "id": {"type": "integer"}, "analysis_id": {"type": "string"}, "face_index": {"type": "integer"},
                 "emotion": {"type": "string"}, "consent_crop": {"type": "boolean"},

@@ -92,6 +92,12 @@ def test_chunked_bodies_de_chunked_by_eventlet_are_read():
     assert status == 200 and json.loads(body)["length"] == 5000  # was 0: "missing_image"
 
 
+def test_chunked_wins_over_a_content_length_sent_beside_it():
+    environ = _chunked_environ(b"x" * 5000, **{"eventlet.input": object(), "CONTENT_LENGTH": "3"})
+    status, body = _call(_app(), environ)
+    assert status == 200 and json.loads(body)["length"] == 5000
+
+
 def test_chunked_bodies_no_server_de_chunked_get_411():
     status, _ = _call(_app(), _chunked_environ(b"5\r\nhello\r\n0\r\n\r\n"))
     assert status == 411

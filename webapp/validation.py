@@ -58,8 +58,8 @@ class _ChunkedBodies:
 
     def __call__(self, environ, start_response):
         """Buffer a de-chunked body and set its length; note a refusal for _refuse_unreadable_body."""
-        chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower()
-        if chunked and not environ.get("CONTENT_LENGTH"):
+        # Transfer-Encoding wins over any Content-Length sent beside it (RFC 9112), for Werkzeug as for us.
+        if "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "").lower():
             if not environ.get("wsgi.input_terminated") and "eventlet.input" not in environ:
                 environ[_REFUSAL] = LengthRequired("send a Content-Length with the body")
                 body = b""

@@ -101,8 +101,8 @@ class RemotePredictor:
 
     @property
     def info(self) -> ModelInfo:
-        """The model the workers serve, as their heartbeat says (a placeholder before any worker was seen)."""
-        self._check_workers()
+        """The model the workers serve, as their heartbeat says (the last one seen, or a placeholder before any)."""
+        self.ready()
         return self._info
 
     def ready(self) -> bool:

@@ -63,6 +63,8 @@ class Worker:
         self._slots = threading.BoundedSemaphore(batch)
         self._stop = threading.Event()
         self._claim_cursor = "0-0"
+        self._held: set[bytes] = set()  # ids of the jobs in this worker's hands, which it must not claim again
+        self._held_lock = threading.Lock()
         self.answered = 0
 
     def stop(self) -> None:
@@ -90,7 +92,7 @@ class Worker:
                 except redis.ResponseError as error:
                     if "NOGROUP" not in str(error):  # Redis restarted empty: recreate the group, else report
                         raise
-                except redis.ConnectionError:
+                except (redis.ConnectionError, redis.TimeoutError):
                     log.warning("Redis unreachable; retrying in 1 s", exc_info=True)
                     self._stop.wait(1.0)
         finally:
@@ -140,7 +142,9 @@ class Worker:
         stale = [entry_id for entry_id, fields in entries if not fields]
         if stale:
             self.redis.xack(self.keys.stream, self.keys.group, *stale)
-        entries = [(entry_id, fields) for entry_id, fields in entries if fields]
+        with self._held_lock:
+            # A slow job of our own looks idle too; it is already being answered.
+            entries = [(entry_id, fields) for entry_id, fields in entries if fields and entry_id not in self._held]
         if entries:
             log.info("claimed %d job(s) left pending by another worker", len(entries))
         self._release(free - len(entries))
@@ -149,6 +153,8 @@ class Worker:
     def _take(self, entries: list[tuple[bytes, dict]]) -> None:
         """Start answering jobs whose slots are already reserved."""
         for entry_id, fields in entries:
+            with self._held_lock:
+                self._held.add(entry_id)
             self._pool.submit(self._answer, entry_id, fields)
 
     def _release(self, count: int) -> None:
@@ -173,6 +179,8 @@ class Worker:
             # The job stays pending; another worker (or this one) claims it again while its deadline allows.
             log.warning("could not answer job %s", entry_id, exc_info=True)
         finally:
+            with self._held_lock:
+                self._held.discard(entry_id)
             self._slots.release()
 
     def _result(self, fields: dict[bytes, bytes]) -> Any:

@@ -228,3 +228,21 @@ def test_the_stream_keeps_no_answered_jobs_and_is_capped(keys, start_worker, rem
     assert 100 <= client.xlen(keys.stream) <= 200
     capped.close()
     client.close()
+
+
+def test_without_redis_callers_are_refused_at_once():
+    unreachable = RemotePredictor(connect("redis://127.0.0.1:1/0"), QueueKeys(queue_name()))
+    started = time.perf_counter()
+    assert unreachable.ready() is False and unreachable.info.name == "remote"
+    with pytest.raises(errors.ModelUnavailableError):
+        unreachable.analyze(request())
+    assert time.perf_counter() - started < 1.0
+    unreachable.close()
+
+
+def test_a_worker_does_not_take_over_its_own_slow_job(start_worker, remote):
+    running = start_worker(PacedPredictor(delay_ms=700), claim_idle_ms=200)
+    wait_ready(remote)
+    assert len(remote.analyze(request()).faces) == 1
+    time.sleep(0.3)
+    assert running.predictor.calls == 1

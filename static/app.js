@@ -3,6 +3,7 @@
 
 const csrfToken = () => document.querySelector('meta[name="csrf-token"]').content;
 const $ = (selector, root = document) => root.querySelector(selector);
+const $$ = (selector, root = document) => [...root.querySelectorAll(selector)];
 
 function say(message, isError = false) {
   // Status and errors live in aria-live regions so screen readers hear them.
@@ -19,20 +20,95 @@ async function apiCall(url, options = {}) {
   return body;
 }
 
+// ---- Labels, thumbnails and face highlighting on a results block --------------------------------------------
+
+const overlap = (a, b) => Math.max(0, Math.min(a.x + a.w, b.x + b.w) - Math.max(a.x, b.x)) *
+                          Math.max(0, Math.min(a.y + a.h, b.y + b.h) - Math.max(a.y, b.y));
+
+function placeLabels(photo) {
+  // Each number goes next to its box, sized with the box, on the first side where it covers no face and no
+  // label placed before it; inside the box's corner only when every side is taken.
+  const width = photo.clientWidth, height = photo.clientHeight;
+  if (!width) return;
+  const boxes = new Map($$(".box", photo).map((el) => [el.dataset.number,
+    {x: el.offsetLeft, y: el.offsetTop, w: el.offsetWidth, h: el.offsetHeight}]));
+  const placed = [];
+  for (const label of $$(".box-label", photo)) {
+    const box = boxes.get(label.dataset.number);
+    label.style.fontSize = `${Math.max(10, Math.min(16, box.w * 0.3)).toFixed(1)}px`;
+    Object.assign(label.style, {bottom: "auto", left: "0px", top: "0px"});
+    const w = label.offsetWidth, h = label.offsetHeight;
+    const sides = [[box.x, box.y - h], [box.x + box.w - w, box.y - h], [box.x, box.y + box.h],
+                   [box.x + box.w - w, box.y + box.h], [box.x - w - 1, box.y], [box.x + box.w + 1, box.y],
+                   [box.x, box.y]];
+    let best = null;
+    for (const [x0, y0] of sides) {
+      // Kept inside the photo's width (a label must never widen the page) and within a label's height of it.
+      const spot = {x: Math.min(Math.max(x0, 0), width - w), y: Math.min(Math.max(y0, -h), height), w, h};
+      const cost = 10 * placed.reduce((sum, other) => sum + overlap(spot, other), 0) +
+                   [...boxes.values()].reduce((sum, other) => sum + overlap(spot, other), 0);
+      if (!best || cost < best.cost) best = {...spot, cost};
+      if (cost === 0) break;
+    }
+    placed.push(best);
+    Object.assign(label.style, {left: `${best.x}px`, top: `${best.y}px`});
+  }
+}
+
+function drawThumbnails(block) {
+  // Cropped in the browser from the visitor's own picture: nothing more is stored or sent.
+  const img = $(".result-photo", block), photo = $(".photo", block);
+  if (!img || img.hidden || !img.complete || !img.naturalWidth) return;
+  const scale = img.naturalWidth / Number(photo.dataset.width);
+  for (const canvas of $$("canvas.thumb", block)) {
+    const [x, y, w, h] = ["x", "y", "w", "h"].map((key) => Number(canvas.dataset[key]) * scale);
+    const side = Math.max(w, h) * 1.15;
+    canvas.getContext("2d").drawImage(img, x + w / 2 - side / 2, y + h / 2 - side / 2, side, side,
+                                      0, 0, canvas.width, canvas.height);
+  }
+}
+
+function highlight(block, number, on) {
+  $$(`.box[data-number="${number}"], .box-label[data-number="${number}"]`, block)
+    .forEach((el) => el.classList.toggle("active", on));
+}
+
+function enhanceResults(block, photoUrl) {
+  const img = $(".local-photo", block);
+  if (img && photoUrl) {
+    img.src = photoUrl;
+    img.hidden = false;
+    const note = $(".no-photo", block);
+    if (note) note.hidden = true;
+  }
+  const photo = $(".photo", block), shown = $(".result-photo", block);
+  if (shown) shown.addEventListener("load", () => drawThumbnails(block));
+  drawThumbnails(block);
+  if (photo) {
+    placeLabels(photo);
+    new ResizeObserver(() => placeLabels(photo)).observe(photo);
+  }
+  for (const face of $$(".face", block)) {
+    const details = $("details", face), number = face.dataset.number;
+    if (details) details.addEventListener("toggle", () => highlight(block, number, details.open));
+    face.addEventListener("mouseenter", () => highlight(block, number, true));
+    face.addEventListener("mouseleave", () => highlight(block, number, details ? details.open : false));
+  }
+}
+
+// ---- Upload -------------------------------------------------------------------------------------------------
+
 async function showResults(analysisId, photoUrl) {
   // The results block is rendered by the server (same template as the permalink page).
   const response = await fetch(`/a/${encodeURIComponent(analysisId)}/results`);
   if (!response.ok) throw new Error("the results could not be loaded");
   const results = $("#results");
   results.innerHTML = await response.text();
-  const img = $(".local-photo", results);
-  if (img && photoUrl) {
-    img.src = photoUrl;
-    img.hidden = false;
-    const note = $(".no-photo", results);
-    if (note) note.hidden = true;
-  }
-  $("#results-heading", results).focus();
+  enhanceResults($(".analysis", results), photoUrl);
+  // Photo and scores in view: the results start at the top of the screen, and focus moves there too.
+  const heading = $("#results-heading", results);
+  heading.scrollIntoView({block: "start"});
+  heading.focus({preventScroll: true});
 }
 
 async function analyse(formData, photoUrl) {
@@ -42,8 +118,11 @@ async function analyse(formData, photoUrl) {
   try {
     const result = await apiCall("/api/v1/predict", {method: "POST", body: formData});
     await showResults(result.id, photoUrl || result.annotated_image);
-    say(result.faces.length ? `Found ${result.faces.length} face(s).` : "No face found.");
+    const found = result.faces.length ? `Found ${result.faces.length} face${result.faces.length > 1 ? "s" : ""}.`
+                                      : "No face found.";
+    say(result.notice ? `${found} ${result.notice}.` : found);
   } catch (error) {
+    $("#results").replaceChildren();  // an old result under a new error would look like the new answer
     say(error.message, true);
   } finally {
     button.disabled = false;
@@ -54,6 +133,11 @@ function setUpUpload() {
   const form = $("#upload-form");
   if (!form) return;
   const fileInput = $("#image", form), dropZone = $("#drop-zone");
+  const chosen = () => {
+    // Choosing does not send: "keep my photo" can still be ticked before pressing Analyse.
+    const file = fileInput.files[0];
+    $("#chosen").textContent = file ? `Chosen: ${file.name}. Press \u201cAnalyse\u201d when ready.` : "";
+  };
 
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -67,10 +151,11 @@ function setUpUpload() {
       data.set("annotate", "true");  // the browser cannot read another site's image, so ask for a drawn copy
       analyse(data, null);
     } else {
+      $("#results").replaceChildren();
       say("Choose a photo, paste an image URL or take a snapshot first.", true);
     }
   });
-  fileInput.addEventListener("change", () => { if (fileInput.files.length) form.requestSubmit(); });
+  fileInput.addEventListener("change", chosen);
   ["dragenter", "dragover"].forEach((type) => dropZone.addEventListener(type, (event) => {
     event.preventDefault();
     dropZone.classList.add("dragging");
@@ -80,7 +165,8 @@ function setUpUpload() {
     event.preventDefault();
     if (!event.dataTransfer.files.length) return;
     fileInput.files = event.dataTransfer.files;
-    form.requestSubmit();
+    chosen();
+    $("#analyse-button").focus();
   });
   setUpCamera(form);
 }
@@ -110,6 +196,7 @@ function setUpCamera(form) {
     video.srcObject.getTracks().forEach((track) => track.stop());
     video.hidden = snap.hidden = true;
     start.hidden = false;
+    start.focus();
     canvas.toBlob((blob) => {
       const data = new FormData();
       data.set("image", blob, "snapshot.jpg");
@@ -118,6 +205,46 @@ function setUpCamera(form) {
       analyse(data, URL.createObjectURL(blob));
     }, "image/jpeg", 0.92);
   });
+}
+
+// ---- Answers about faces and deletion -----------------------------------------------------------------------
+
+function showAnswer(form, answer) {
+  // One answer per face: the chosen button is pressed, the others not; withdrawing clears them all.
+  for (const button of $$("button[data-emotion]", form)) {
+    const isConfirm = button.classList.contains("confirm");
+    const pressed = Boolean(answer) && (isConfirm ? answer.kind === "confirmation"
+                                                  : answer.kind === "correction" && answer.emotion === button.value);
+    button.setAttribute("aria-pressed", String(pressed));
+  }
+  $(".withdraw", form).hidden = !answer;
+}
+
+async function sendAnswer(form, submitter, analysisId) {
+  const thanks = $(".thanks", form), faceIndex = Number(form.dataset.faceIndex);
+  const consent = $('input[name="consent_crop"]', form);
+  try {
+    if (submitter.classList.contains("withdraw")) {
+      await apiCall(`/api/v1/analyses/${encodeURIComponent(analysisId)}/faces/${faceIndex}/feedback`,
+                    {method: "DELETE"});
+      showAnswer(form, null);
+      thanks.textContent = "Your answer was withdrawn.";
+      $("button.confirm", form).focus();  // the withdraw button just disappeared
+      return;
+    }
+    const confirming = submitter.classList.contains("confirm");
+    const stored = await apiCall("/api/v1/feedback", {
+      method: "POST", headers: {"Content-Type": "application/json"},
+      body: JSON.stringify({analysis_id: analysisId, face_index: faceIndex,
+                            kind: confirming ? "confirmation" : "correction",
+                            emotion: submitter.dataset.emotion, consent_crop: Boolean(consent && consent.checked)}),
+    });
+    showAnswer(form, stored);
+    const what = stored.kind === "confirmation" ? "it\u2019s right" : stored.emotion;
+    thanks.textContent = `Thank you! Your answer: ${what}` + (stored.crop_stored ? ", with the face crop." : ".");
+  } catch (error) {
+    thanks.textContent = error.message;
+  }
 }
 
 function setUpResults() {
@@ -129,23 +256,15 @@ function setUpResults() {
     event.preventDefault();
     const analysisId = block.dataset.analysisId;
     if (form.classList.contains("feedback")) {
-      const thanks = $(".thanks", form);
-      const consent = $('input[name="consent_crop"]', form);
-      try {
-        const stored = await apiCall("/api/v1/feedback", {
-          method: "POST", headers: {"Content-Type": "application/json"},
-          body: JSON.stringify({analysis_id: analysisId, face_index: Number(form.dataset.faceIndex),
-                                emotion: event.submitter.value, consent_crop: Boolean(consent && consent.checked)}),
-        });
-        thanks.textContent = `Thank you! Recorded as ${stored.emotion}` +
-          (stored.crop_stored ? ", with the face crop." : ".");
-      } catch (error) {
-        thanks.textContent = error.message;
-      }
+      await sendAnswer(form, event.submitter, analysisId);
     } else if (form.classList.contains("delete")) {
       try {
         await apiCall(`/api/v1/analyses/${encodeURIComponent(analysisId)}`, {method: "DELETE"});
-        block.innerHTML = '<p role="status">Deleted. Nothing about this analysis is stored any more.</p>';
+        const done = Object.assign(document.createElement("p"), {className: "deleted", tabIndex: -1,
+          textContent: "Deleted. Nothing about this analysis is stored any more. "});
+        done.append(Object.assign(document.createElement("a"), {href: "/", textContent: "Analyse another photo"}));
+        block.replaceWith(done);
+        done.focus();  // the button the visitor pressed is gone; the news of what happened takes its place
       } catch (error) {
         say(error.message, true);
       }
@@ -155,3 +274,5 @@ function setUpResults() {
 
 setUpUpload();
 setUpResults();
+// The permalink page renders its results with the page.
+$$(".analysis").forEach((block) => enhanceResults(block, null));

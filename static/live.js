@@ -13,15 +13,20 @@
   const JPEG_QUALITY = 0.7;
   const ACK_TIMEOUT_MS = 10000;  // an answer lost to a reconnect must not stall the loop forever
   const SMOOTHING = 0.3;  // weight of the newest frame in the moving average
-  const HISTORY_MS = 60000;
-  const COLORS = ["#c0392b", "#6b8e23", "#8e44ad", "#e0a100", "#1a5fb4", "#d35400", "#56606b"];
+  const HISTORY_S = 60;
+  const PAUSE_S = 1.5;  // longer without an answer (stopped, frozen, reconnecting) draws a gap, not a line
+  // Okabe-Ito colours (told apart with every common colour-vision deficiency), plus dashes for a second cue.
+  const COLORS = ["#D55E00", "#009E73", "#CC79A7", "#E69F00", "#0072B2", "#56B4E9", "#000000"];
+  const DASHES = [[], [6, 3], [2, 3], [], [10, 4], [6, 3, 2, 3], [1, 2]];
+  const CLOCK = {hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false};
 
   const video = $("live-video"), overlay = $("live-overlay"), frozenImg = $("live-frozen");
   const capture = document.createElement("canvas");
   let stream = null, socket = null, running = false, frozen = null;
   let lastAnswered = null;  // {buffer, answer}: what "that's wrong" freezes
   const smoothed = new Map();  // track id -> smoothed probabilities
-  let history = [];  // {t, values} of the largest face
+  let history = [];  // {t: seconds, values: percentages or null when no face} of the largest face
+  let chart = null;  // the uPlot chart, made once the library has loaded
   let answerTimes = [], lastSentAt = 0, lastTop = "";
 
   function say(message) { $("live-status").textContent = message; }
@@ -61,10 +66,21 @@
     if (socket) socket.disconnect();
     socket = null;
     endFreeze();
+    // Nothing on screen may look like a current reading once the camera is off.
     overlay.replaceChildren();
+    $("live-face-list").replaceChildren();
+    smoothed.clear();
+    $("live-no-face").hidden = false;
+    $("live-no-face").textContent = "The camera is off.";
+    $("live-fps").textContent = "0";
+    $("live-rtt").textContent = "\u2013";
+    $("live-summary").textContent = "";
+    lastTop = "";
+    lastAnswered = null;
     $("live-start").disabled = false;
     $("live-stop").disabled = true;
     $("live-wrong").disabled = true;
+    $("live-start").focus();  // the Stop button just became disabled; Start is where a visitor goes next
     say("Camera stopped.");
   }
 
@@ -102,13 +118,15 @@
     $("live-rtt").textContent = (now - sentAt).toFixed(0);
     fail("");
     lastAnswered = {buffer, answer};
-    const faces = answer.faces.map((face) => ({...face, shown: smooth(face)}));
+    // Numbered in reading order when the server says so; boxes and list use the same number either way.
+    const faces = answer.faces.map((face) => ({...face, number: face.number || face.index + 1, shown: smooth(face)}))
+      .sort((a, b) => a.number - b.number);
     const alive = new Set(faces.map((face) => face.track));
     for (const track of smoothed.keys()) if (!alive.has(track)) smoothed.delete(track);
     drawBoxes(faces, answer.width, answer.height);
     drawBars(faces);
-    record(faces, now);
-    drawChart(now);
+    record(faces);
+    drawChart();
     $("live-wrong").disabled = faces.length === 0;
   }
 
@@ -132,10 +150,14 @@
       box.className = "box live-box";
       Object.assign(box.style, {left: percent(face.box.x, width), top: percent(face.box.y, height),
                                 width: percent(face.box.w, width), height: percent(face.box.h, height)});
-      const emoji = document.createElement("span");
-      emoji.className = "live-emoji";
-      emoji.textContent = EMOJI[topOf(face.shown)];
-      box.append(emoji);
+      const label = document.createElement("span");
+      label.className = "live-label";
+      const number = Object.assign(document.createElement("span"), {className: "live-number",
+                                                                   textContent: String(face.number)});
+      const emoji = Object.assign(document.createElement("span"), {className: "live-emoji emoji",
+                                                                  textContent: EMOJI[topOf(face.shown)]});
+      label.append(number, emoji);
+      box.append(label);
       return box;
     }));
   }
@@ -145,10 +167,10 @@
     $("live-no-face").hidden = faces.length > 0;
     // Rows are kept per track, so bars glide instead of being rebuilt every frame.
     const rows = new Map([...list.children].map((item) => [Number(item.dataset.track), item]));
-    list.replaceChildren(...faces.map((face, position) => {
+    list.replaceChildren(...faces.map((face) => {
       const item = rows.get(face.track) || newFaceRow(face.track);
       const top = topOf(face.shown);
-      item.querySelector("h3").textContent = `Face ${position + 1} `;
+      item.querySelector("h3").textContent = `Face ${face.number} `;
       item.querySelector(".emoji").textContent = EMOJI[top];
       face.shown.forEach((value, i) => {
         const bar = item.querySelectorAll(".bar")[i];
@@ -192,44 +214,51 @@
   const largestFace = (faces) => faces.reduce((best, face) =>
     (!best || face.box.w * face.box.h > best.box.w * best.box.h ? face : best), null);
 
-  function record(faces, now) {
+  function record(faces) {
+    // Seconds since the epoch, as uPlot's time axis expects; a pause leaves a null point, so the line breaks.
+    const now = Date.now() / 1000;
+    const last = history[history.length - 1];
+    if (last && last.values && now - last.t > PAUSE_S) history.push({t: last.t + PAUSE_S / 2, values: null});
     const largest = largestFace(faces);
-    if (largest) history.push({t: now, values: largest.shown});
-    history = history.filter((point) => now - point.t <= HISTORY_MS);
+    history.push({t: now, values: largest ? largest.shown.map((p) => 100 * p) : null});
+    history = history.filter((point) => now - point.t <= HISTORY_S);
   }
 
-  function drawChart(now) {
-    const canvas = $("live-chart"), ctx = canvas.getContext("2d");
-    const {width, height} = canvas;
-    ctx.clearRect(0, 0, width, height);
-    ctx.strokeStyle = "#d5dbe1";
-    ctx.lineWidth = 1;
-    for (const level of [0, 0.5, 1]) {
-      const y = height - level * (height - 1);
-      ctx.beginPath(); ctx.moveTo(0, y); ctx.lineTo(width, y); ctx.stroke();
-    }
-    ctx.lineWidth = 2;
-    EMOTIONS.forEach((_, i) => {
-      ctx.strokeStyle = COLORS[i % COLORS.length];
-      ctx.beginPath();
-      history.forEach((point, n) => {
-        const x = width - (now - point.t) / HISTORY_MS * width;
-        const y = height - point.values[i] * (height - 2) - 1;
-        if (n === 0) ctx.moveTo(x, y); else ctx.lineTo(x, y);
-      });
-      ctx.stroke();
-    });
+  function makeChart() {
+    // uPlot (npm, served from node_modules): a time axis, a 0-100 % axis and a legend with the values.
+    const element = $("live-chart");
+    if (!window.uPlot || !element) return null;
+    const percentOrDash = (u, value) => (value == null ? "\u2013" : `${Math.round(value)}%`);
+    const options = {
+      width: Math.max(280, element.clientWidth), height: 240,
+      scales: {x: {time: true, range: () => timeWindow()}, y: {auto: false, range: [0, 100]}},
+      series: [{label: "Time"}, ...EMOTIONS.map((label, i) => ({
+        label, stroke: COLORS[i % COLORS.length], width: 2, dash: DASHES[i % DASHES.length],
+        spanGaps: false, points: {show: false}, value: percentOrDash}))],
+      axes: [{label: "Time", labelSize: 20, space: 60,
+              values: (u, ticks) => ticks.map((tick) => new Date(tick * 1000).toLocaleTimeString([], CLOCK))},
+             {label: "Score", labelSize: 20, size: 50, splits: () => [0, 25, 50, 75, 100],
+              values: (u, ticks) => ticks.map((tick) => `${tick}%`)}],
+      cursor: {drag: {x: false, y: false}},
+    };
+    const plot = new uPlot(options, chartData(), element);
+    element.uplot = plot;  // reachable from devtools and the browser test (axis ticks, scales)
+    return plot;
   }
 
-  function drawLegend() {
-    $("live-legend").replaceChildren(...EMOTIONS.map((label, i) => {
-      const item = document.createElement("li");
-      const swatch = document.createElement("span");
-      swatch.className = "live-swatch";
-      swatch.style.background = COLORS[i % COLORS.length];
-      item.append(swatch, `${EMOJI[label]} ${label}`);
-      return item;
-    }));
+  function timeWindow() {
+    // Sixty seconds wide from the first point on, then sliding: the line grows left to right, not at the edge.
+    const last = history.length ? history[history.length - 1].t : Date.now() / 1000;
+    const start = history.length ? Math.max(history[0].t, last - HISTORY_S) : last - HISTORY_S;
+    return [start, start + HISTORY_S];
+  }
+
+  const chartData = () => [history.map((point) => point.t),
+    ...EMOTIONS.map((_, i) => history.map((point) => (point.values ? point.values[i] : null)))];
+
+  function drawChart() {
+    chart = chart || makeChart();
+    if (chart) chart.setData(chartData());
   }
 
   function freeze() {
@@ -238,27 +267,35 @@
     frozen = lastAnswered;
     frozenImg.src = URL.createObjectURL(new Blob([frozen.buffer], {type: "image/jpeg"}));
     frozenImg.hidden = false;
-    const fields = $("live-correct-faces");
-    fields.replaceChildren(...frozen.answer.faces.map((face, position) => {
+    root.classList.add("frozen");
+    const numbered = frozen.answer.faces.map((face) => ({...face, number: face.number || face.index + 1}))
+      .sort((a, b) => a.number - b.number);
+    $("live-correct-faces").replaceChildren(...numbered.map((face) => {
       const fieldset = document.createElement("fieldset");
       const legend = document.createElement("legend");
-      legend.textContent = `Face ${position + 1} (shown as ${face.top} ${face.emoji})`;
+      legend.textContent = `Face ${face.number}: shown as ${face.top}`;
       const choices = document.createElement("div");
       choices.className = "choices";
-      for (const label of EMOTIONS) {
+      // The predicted emotion is offered as "it's right" (stored as a confirmation), the others as corrections.
+      for (const label of [face.top, ...EMOTIONS.filter((other) => other !== face.top)]) {
         const id = `live-choice-${face.index}-${label}`;
         const input = Object.assign(document.createElement("input"),
                                     {type: "radio", name: `face-${face.index}`, value: label, id});
-        const text = Object.assign(document.createElement("label"), {htmlFor: id,
-                                                                   textContent: `${EMOJI[label]} ${label}`});
-        choices.append(input, text);
+        const text = Object.assign(document.createElement("label"), {htmlFor: id});
+        const emoji = Object.assign(document.createElement("span"), {className: "emoji", textContent: EMOJI[label]});
+        emoji.setAttribute("aria-hidden", "true");
+        text.append(emoji, label === face.top ? ` it\u2019s right (${label})` : ` ${label}`);
+        choices.append(Object.assign(document.createElement("span"), {className: "choice"}));
+        choices.lastChild.append(input, text);
       }
       fieldset.append(legend, choices);
       return fieldset;
     }));
     $("live-correct-status").textContent = "";
     $("live-correct").hidden = false;
-    $("live-correct-heading").focus();
+    // The frozen frame and its form together: the stage at the top of the screen, the form beside or below it.
+    $("live-stage").scrollIntoView({block: "start"});
+    $("live-correct-heading").focus({preventScroll: true});
   }
 
   function endFreeze() {
@@ -266,6 +303,7 @@
     frozenImg.removeAttribute("src");
     frozenImg.hidden = true;
     $("live-correct").hidden = true;
+    root.classList.remove("frozen");
     const wasFrozen = frozen !== null;
     frozen = null;
     if (wasFrozen && running) { scheduleFrame(); $("live-wrong").focus(); }
@@ -277,7 +315,7 @@
       const chosen = document.querySelector(`input[name="face-${face.index}"]:checked`);
       return chosen ? {index: face.index, emotion: chosen.value} : null;
     }).filter(Boolean);
-    if (!faces.length) { $("live-correct-status").textContent = "Choose an emotion for at least one face."; return; }
+    if (!faces.length) { $("live-correct-status").textContent = "Choose an answer for at least one face."; return; }
     if (!socket) { $("live-correct-status").textContent = "Start the camera again to send corrections."; return; }
     // The server kept this frame's answer by its number, so the correction stores exactly what was shown.
     const payload = {seq: frozen.answer.seq, faces, consent_crop: $("live-consent").checked};
@@ -287,7 +325,7 @@
         status.textContent = (answer && answer.message) || "The correction could not be sent; try again.";
         return;
       }
-      status.textContent = "Thank you! Your correction was saved.";
+      status.textContent = "Thank you! Your answer was saved.";
       setTimeout(endFreeze, 1200);
     });
   }
@@ -301,5 +339,8 @@
   $("live-smooth").addEventListener("change", () => smoothed.clear());
   // Leaving the page releases the camera and closes the stream (also when the page goes to the bfcache).
   window.addEventListener("pagehide", () => { if (running) stop(); });
-  drawLegend();
+  window.addEventListener("resize", () => {
+    if (chart) chart.setSize({width: Math.max(280, $("live-chart").clientWidth), height: 240});
+  });
+  drawChart();  // axes and legend from the start, before the first face
 })();

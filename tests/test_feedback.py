@@ -1,8 +1,10 @@
-"""Corrections, consent to keep crops, deletion of rows and files, and the training export."""
+"""Answers about faces (corrections and confirmations, one per face per owner), consent to keep crops,
+withdrawing, deletion of rows and files, and the training export."""
 
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -16,10 +18,21 @@ from webapp.db import get_session
 from webapp.models import Correction, Face
 
 
-def _feedback(client, analysis_id, emotion="happy", face_index=0, consent=False, token=None):
+def _feedback(client, analysis_id, emotion="happy", face_index=0, consent=False, token=None, **extra):
     headers = {"X-Delete-Token": token} if token else {}
     return client.post("/api/v1/feedback", json={"analysis_id": analysis_id, "face_index": face_index,
-                                                 "emotion": emotion, "consent_crop": consent}, headers=headers)
+                                                 "emotion": emotion, "consent_crop": consent, **extra},
+                       headers=headers)
+
+
+def _withdraw(client, analysis_id, face_index=0, token=None):
+    headers = {"X-Delete-Token": token} if token else {}
+    return client.delete(f"/api/v1/analyses/{analysis_id}/faces/{face_index}/feedback", headers=headers)
+
+
+def _rows(app):
+    with app.app_context():
+        return [(c.kind, c.emotion, c.consent_crop) for c in get_session().scalars(select(Correction))]
 
 
 def _files(app, kind):
@@ -29,10 +42,11 @@ def _files(app, kind):
 
 def test_a_correction_is_stored_without_a_crop_by_default(app, client):
     analysis = upload(client).get_json()
-    response = _feedback(client, analysis["id"], "Surprise")
+    response = _feedback(client, analysis["id"], "Surprise", token=analysis["delete_token"])
     assert response.status_code == 201
     body = response.get_json()
     assert body["emotion"] == "surprise" and body["consent_crop"] is False and body["crop_stored"] is False
+    assert body["kind"] == "correction"
     assert _files(app, "crops") == []
     with app.app_context():
         assert get_session().scalar(select(func.count()).select_from(Correction)) == 1
@@ -46,11 +60,58 @@ def test_consent_keeps_the_face_crop(app, client):
     assert crop.suffix == ".png"
 
 
-def test_only_the_owner_may_consent_to_a_crop(client):
+def test_only_the_owner_may_answer_a_stranger_gets_403(app, client):
     analysis = upload(client).get_json()
-    response = _feedback(client, analysis["id"], consent=True)
-    assert response.status_code == 403 and response.get_json()["error"] == "forbidden"
-    assert _feedback(client, analysis["id"], consent=False).status_code == 201  # anyone may correct
+    for consent in (True, False):
+        response = _feedback(client, analysis["id"], consent=consent)
+        assert response.status_code == 403 and response.get_json()["error"] == "forbidden"
+    assert _feedback(client, analysis["id"], token="not-the-token").status_code == 403
+    assert _withdraw(client, analysis["id"]).status_code == 403
+    assert _rows(app) == []
+
+
+def test_answering_again_changes_the_one_answer_and_withdrawing_removes_it(app, client):
+    analysis = upload(client).get_json()
+    token, top = analysis["delete_token"], analysis["faces"][0]["top"]
+    other = next(label for label in EMOTIONS if label != top)
+    assert _feedback(client, analysis["id"], other, token=token).status_code == 201
+    assert _rows(app) == [("correction", other, False)]
+    confirmed = _feedback(client, analysis["id"], None, token=token, kind="confirmation").get_json()
+    assert confirmed["kind"] == "confirmation" and confirmed["emotion"] == top
+    assert _rows(app) == [("confirmation", top, False)]  # replaced, not added
+    # Naming the predicted emotion is a confirmation too; a "confirmation" of another emotion is refused.
+    assert _feedback(client, analysis["id"], top, token=token).get_json()["kind"] == "confirmation"
+    refused = _feedback(client, analysis["id"], other, token=token, kind="confirmation")
+    assert refused.status_code == 422
+    assert _feedback(client, analysis["id"], other, token=token, kind="vote").status_code == 422
+    assert _withdraw(client, analysis["id"], token=token).status_code == 204
+    assert _rows(app) == []
+    assert _withdraw(client, analysis["id"], token=token).status_code == 404
+
+
+def test_withdrawing_an_answer_deletes_its_unshared_crop(app, client):
+    analysis = upload(client).get_json()
+    token = analysis["delete_token"]
+    assert _feedback(client, analysis["id"], "sad", consent=True, token=token).get_json()["crop_stored"]
+    assert len(_files(app, "crops")) == 1
+    _feedback(client, analysis["id"], "fear", consent=False, token=token)  # changing without consent drops it
+    assert _files(app, "crops") == []
+    _feedback(client, analysis["id"], "fear", consent=True, token=token)
+    _withdraw(client, analysis["id"], token=token)
+    assert _files(app, "crops") == []
+
+
+def test_the_browser_that_made_it_and_the_token_holder_answer_separately(app):
+    browser = app.test_client()
+    page = browser.get("/").get_data(as_text=True)
+    csrf = page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+    analysis = browser.post("/api/v1/predict", data={"image": (io.BytesIO(image_bytes()), "me.png")},
+                            headers={"X-CSRFToken": csrf}).get_json()
+    answer = browser.post("/api/v1/feedback", json={"analysis_id": analysis["id"], "face_index": 0,
+                                                    "emotion": "sad"}, headers={"X-CSRFToken": csrf})
+    assert answer.status_code == 201  # the session that made it owns it
+    assert _feedback(app.test_client(), analysis["id"], "angry", token=analysis["delete_token"]).status_code == 201
+    assert sorted(emotion for _, emotion, _ in _rows(app)) == ["angry", "sad"]
 
 
 def test_consent_after_the_crop_left_memory_is_409(tmp_path):
@@ -63,10 +124,11 @@ def test_consent_after_the_crop_left_memory_is_409(tmp_path):
 
 def test_unknown_analysis_or_face_is_404_and_bad_emotion_422(client):
     analysis = upload(client).get_json()
-    assert _feedback(client, "nope").status_code == 404
-    missing_face = _feedback(client, analysis["id"], face_index=3)
+    token = analysis["delete_token"]
+    assert _feedback(client, "nope", token=token).status_code == 404
+    missing_face = _feedback(client, analysis["id"], face_index=3, token=token)
     assert missing_face.status_code == 404 and "no face 3" in missing_face.get_json()["message"]
-    bad = _feedback(client, analysis["id"], emotion="bored")
+    bad = _feedback(client, analysis["id"], emotion="bored", token=token)
     assert bad.status_code == 422 and bad.get_json()["error"] == "invalid_emotion"
     assert "angry" in bad.get_json()["message"]
 
@@ -92,7 +154,8 @@ def test_export_writes_a_folder_the_training_loader_reads(app, client, tmp_path)
     for seed, label in enumerate(labels):
         analysis = upload(client, image_bytes(seed=seed)).get_json()
         _feedback(client, analysis["id"], label, consent=True, token=analysis["delete_token"])
-    _feedback(client, upload(client).get_json()["id"], "angry")  # no consent: not exported
+    unconsented = upload(client).get_json()
+    _feedback(client, unconsented["id"], "angry", token=unconsented["delete_token"])  # no consent: not exported
     out = tmp_path / "export"
     result = app.test_cli_runner().invoke(args=["export-corrections", str(out)])
     assert result.exit_code == 0 and "exported 3" in result.output

@@ -33,10 +33,11 @@ def test_predict_and_feedback_are_rate_limited_per_client(tmp_path):
     assert limited.status_code == 429
     assert limited.get_json()["error"] == "rate_limited" and "too many requests" in limited.get_json()["message"]
     feedback = {"analysis_id": analysis["id"], "face_index": 0, "emotion": "happy"}
-    assert client.post("/api/v1/feedback", json=feedback).status_code == 201
-    assert client.post("/api/v1/feedback", json=feedback).status_code == 429
+    owner = {"X-Delete-Token": analysis["delete_token"]}  # only the owner may answer
+    assert client.post("/api/v1/feedback", json=feedback, headers=owner).status_code == 201
+    assert client.post("/api/v1/feedback", json=feedback, headers=owner).status_code == 429
     # Another client has its own budget.
-    other = client.post("/api/v1/feedback", json=feedback, environ_base={"REMOTE_ADDR": "10.9.9.9"})
+    other = client.post("/api/v1/feedback", json=feedback, headers=owner, environ_base={"REMOTE_ADDR": "10.9.9.9"})
     assert other.status_code == 201
 
 

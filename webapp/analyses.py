@@ -19,10 +19,14 @@ from .db import get_session
 from .errors import Conflict, Forbidden, InvalidInput, NotFound
 from .image_cache import CropCache
 from .media import MediaStore, png_bytes
-from .models import Analysis, Correction, Face
+from .models import CORRECTION_KINDS, Analysis, Correction, Face, utcnow
 
 SOURCES = ("upload", "url", "camera")
 _OWNED_KEY, _OWNED_MAX = "owned_analyses", 50  # ids kept in the session cookie; a cookie holds ~4 KB
+_VISITOR_KEY = "visitor"  # a random id per browser, so its answers about a face can be found and changed
+# Said with every result (pages, live, API): what the numbers are and what they are not.
+APPEARANCE_NOTE = ("These scores describe the facial expression as it appears in the picture. They do not "
+                   "tell what a person feels inside, and must not be used to judge students or employees.")
 
 
 @dataclass
@@ -83,9 +87,50 @@ def store_analysis(result: ImageAnalysis, source: str, *, keep_photo: bool = Fal
                        crop_pngs=[png_bytes(crop) for crop in crops] if want_crops else [])
 
 
-def face_dict(face: Face) -> dict:
-    """A stored face row in the one face shape every transport uses."""
-    return face_json(face.face_index, Box(face.x, face.y, face.w, face.h), face.emotions)
+def reading_order(boxes: list[Box]) -> list[int]:
+    """1-based face numbers in reading order: rows top to bottom, left to right within a row.
+
+    A face joins the current row when its centre lies within half a face height of the row's centre, so a
+    slightly higher head in a group photo does not start a new row.
+    """
+    order = sorted(range(len(boxes)), key=lambda i: boxes[i].y + boxes[i].h / 2)
+    rows: list[list[int]] = []
+    for i in order:
+        centre, height = boxes[i].y + boxes[i].h / 2, boxes[i].h
+        if rows:
+            row = rows[-1]
+            row_centre = sum(boxes[j].y + boxes[j].h / 2 for j in row) / len(row)
+            row_height = max(boxes[j].h for j in row)
+            if abs(centre - row_centre) < max(row_height, height) / 2:
+                row.append(i)
+                continue
+        rows.append([i])
+    numbers = [0] * len(boxes)
+    for number, i in enumerate((i for row in rows for i in sorted(row, key=lambda j: boxes[j].x)), start=1):
+        numbers[i] = number
+    return numbers
+
+
+def _box(face: Face) -> Box:
+    return Box(face.x, face.y, face.w, face.h)
+
+
+def face_dict(face: Face, number: int | None = None) -> dict:
+    """A stored face row in the one face shape every transport uses (plus its reading-order number)."""
+    extra = {} if number is None else {"number": number}
+    return face_json(face.face_index, _box(face), face.emotions, **extra)
+
+
+def faces_json(analysis: Analysis) -> list[dict]:
+    """An analysis's faces in the model's order (``index`` never changes), each with its ``number`` as shown."""
+    numbers = reading_order([_box(face) for face in analysis.faces])
+    return [face_dict(face, number) for face, number in zip(analysis.faces, numbers)]
+
+
+def numbered_faces(analysis: Analysis) -> list[tuple[int, Face]]:
+    """(number, face) in reading order: the order pages list the faces and label the boxes."""
+    numbers = reading_order([_box(face) for face in analysis.faces])
+    return sorted(zip(numbers, analysis.faces), key=lambda pair: pair[0])
 
 
 def get_analysis(analysis_id: str) -> Analysis:
@@ -100,6 +145,15 @@ def remember_owner(analysis_id: str) -> None:
     """Record in the visitor's session that they made this analysis (newest ids kept)."""
     owned = [i for i in session.get(_OWNED_KEY, []) if i != analysis_id] + [analysis_id]
     session[_OWNED_KEY] = owned[-_OWNED_MAX:]
+    session.setdefault(_VISITOR_KEY, secrets.token_urlsafe(16))
+
+
+def _visitor(token: str | None) -> str:
+    """Who is answering, hashed: the holder of a delete token, or this browser."""
+    if token:
+        return hashlib.sha256(b"token:" + token.encode()).hexdigest()
+    visitor = session.setdefault(_VISITOR_KEY, secrets.token_urlsafe(16))
+    return hashlib.sha256(b"browser:" + visitor.encode()).hexdigest()
 
 
 def is_owner(analysis: Analysis, token: str | None) -> bool:
@@ -109,34 +163,98 @@ def is_owner(analysis: Analysis, token: str | None) -> bool:
     return analysis.id in session.get(_OWNED_KEY, [])
 
 
-def add_correction(analysis_id: str, face_index: int, emotion: str, consent_crop: bool,
-                   token: str | None = None) -> Correction:
-    """Store a visitor's correction; with consent (from the owner only) the face crop is kept too."""
-    try:
-        label = EMOTIONS[emotion_index(emotion)]
-    except (ValueError, AttributeError):
-        raise InvalidInput(f"unknown emotion {emotion!r}; expected one of {', '.join(EMOTIONS)}",
-                           code="invalid_emotion") from None
-    analysis = get_analysis(analysis_id)
+def _face(analysis: Analysis, face_index: int) -> Face:
     face = next((f for f in analysis.faces if f.face_index == face_index), None)
     if face is None:
-        raise NotFound(f"analysis {analysis_id!r} has no face {face_index}")
-    correction = Correction(face=face, emotion=label, consent_crop=consent_crop)
+        raise NotFound(f"analysis {analysis.id!r} has no face {face_index}")
+    return face
+
+
+def _owned(analysis_id: str, token: str | None) -> Analysis:
+    """The analysis if the caller owns it; a stranger with a permalink may look but not answer."""
+    analysis = get_analysis(analysis_id)
+    if not is_owner(analysis, token):
+        raise Forbidden("only the person who analysed this photo can correct its faces "
+                        "(the browser that made it, or X-Delete-Token)")
+    return analysis
+
+
+def add_correction(analysis_id: str, face_index: int, emotion: str | None, consent_crop: bool,
+                   token: str | None = None, kind: str = "correction") -> Correction:
+    """Store the owner's answer about one face; answering again replaces their previous answer.
+
+    ``kind`` is "correction" (the right emotion is ``emotion``) or "confirmation" (the prediction is right;
+    ``emotion`` may be left out). Naming the predicted emotion is a confirmation whatever the kind says.
+    With consent the face crop the classifier saw is kept too.
+    """
+    if kind not in CORRECTION_KINDS:
+        raise InvalidInput(f"kind must be one of {', '.join(CORRECTION_KINDS)}")
+    analysis = _owned(analysis_id, token)
+    face = _face(analysis, face_index)
+    if emotion is None and kind == "confirmation":
+        emotion = face.top
+    try:
+        label = EMOTIONS[emotion_index(emotion)]
+    except (ValueError, AttributeError, TypeError):
+        raise InvalidInput(f"unknown emotion {emotion!r}; expected one of {', '.join(EMOTIONS)}",
+                           code="invalid_emotion") from None
+    if kind == "confirmation" and label != face.top:
+        raise InvalidInput(f"a confirmation agrees with the prediction ({face.top}); send a correction instead")
+    crop_path = None
     if consent_crop:
-        # Only the person who uploaded the photo may agree to keep a picture of the face in it.
-        if not is_owner(analysis, token):
-            raise Forbidden("only the person who analysed this photo can agree to keep the face crop")
         crop = crop_cache().get(analysis_id, face_index)
         if crop is None:
             minutes = current_app.config["IMAGE_CACHE_SECONDS"] // 60
             raise Conflict(f"the photo is no longer in memory (kept {minutes} minutes and never stored); "
                            "send the correction without consent_crop, or analyse the photo again",
                            code="crop_unavailable")
-        correction.crop_path = media().put(png_bytes(crop), "crops", ".png")
+        crop_path = media().put(png_bytes(crop), "crops", ".png")
+    visitor = _visitor(token)
     db = get_session()
-    db.add(correction)
+    correction = next((c for c in face.corrections if c.visitor == visitor), None)
+    dropped = []
+    if correction is None:
+        correction = Correction(face=face, visitor=visitor)
+        db.add(correction)
+    elif correction.crop_path and correction.crop_path != crop_path:
+        dropped.append(correction.crop_path)
+    correction.emotion, correction.consent_crop, correction.crop_path = label, consent_crop, crop_path
+    correction.kind = "confirmation" if label == face.top else "correction"
+    correction.created = utcnow()
     db.commit()
+    _delete_unused_files(dropped)
     return correction
+
+
+def withdraw_correction(analysis_id: str, face_index: int, token: str | None = None) -> None:
+    """Delete the caller's answer about one face (and its crop when nothing else uses it)."""
+    face = _face(_owned(analysis_id, token), face_index)
+    visitor = _visitor(token)
+    correction = next((c for c in face.corrections if c.visitor == visitor), None)
+    if correction is None:
+        raise NotFound(f"you have no answer about face {face_index} of analysis {analysis_id!r}")
+    db = get_session()
+    db.delete(correction)
+    db.commit()
+    _delete_unused_files([correction.crop_path] if correction.crop_path else [])
+
+
+def my_answers(analysis: Analysis, token: str | None = None) -> dict[int, Correction]:
+    """The caller's current answer per face index (empty for strangers, who cannot answer)."""
+    if not is_owner(analysis, token):
+        return {}
+    visitor = _visitor(token)
+    return {face.face_index: c for face in analysis.faces for c in face.corrections if c.visitor == visitor}
+
+
+def _delete_unused_files(paths: list[str]) -> None:
+    """Delete stored files no row points at any more (the same bytes are stored once and may be shared)."""
+    db = get_session()
+    for path in set(paths):
+        still_used = db.scalar(select(func.count()).select_from(Correction).where(Correction.crop_path == path))
+        still_used += db.scalar(select(func.count()).select_from(Analysis).where(Analysis.photo_path == path))
+        if not still_used:
+            media().delete(path)
 
 
 def delete_analysis(analysis_id: str, token: str | None) -> None:
@@ -149,12 +267,7 @@ def delete_analysis(analysis_id: str, token: str | None) -> None:
     files += [analysis.photo_path] if analysis.photo_path else []
     db.delete(analysis)
     db.commit()
-    # The same bytes are stored once, so a file goes only when no remaining row points at it.
-    for path in set(files):
-        still_used = db.scalar(select(func.count()).select_from(Correction).where(Correction.crop_path == path))
-        still_used += db.scalar(select(func.count()).select_from(Analysis).where(Analysis.photo_path == path))
-        if not still_used:
-            media().delete(path)
+    _delete_unused_files(files)
     crop_cache().discard(analysis_id)
     owned = session.get(_OWNED_KEY, [])
     if analysis_id in owned:
@@ -171,11 +284,13 @@ def export_corrections(out_dir: str | Path) -> int:
         .order_by(Correction.created, Correction.id)).all()
     with open(out / "corrections.csv", "w", newline="") as stream:
         writer = csv.writer(stream)
-        writer.writerow(["file", "emotion", "analysis_id", "created"])
+        # kind: a correction (the model was wrong) or a confirmation (it was right); both are true labels.
+        writer.writerow(["file", "emotion", "analysis_id", "created", "kind"])
         for correction, analysis_id in rows:
             # One file per correction: the same crop corrected twice may carry two labels.
             relative = f"{correction.emotion}/{correction.id:08d}-{Path(correction.crop_path).name}"
             (out / correction.emotion).mkdir(exist_ok=True)
             (out / relative).write_bytes(media().path(correction.crop_path).read_bytes())
-            writer.writerow([relative, correction.emotion, analysis_id, correction.created.isoformat()])
+            writer.writerow([relative, correction.emotion, analysis_id, correction.created.isoformat(),
+                             correction.kind])
     return len(rows)

@@ -8,7 +8,7 @@ from typing import Any
 from flask import Blueprint, current_app, jsonify, request, url_for
 
 from . import analyses, inference
-from .analyses import face_dict
+from .analyses import APPEARANCE_NOTE, faces_json
 from .db import ping
 from .errors import InvalidInput
 from .extensions import csrf
@@ -50,7 +50,8 @@ def analysis_dict(analysis: Analysis) -> dict[str, Any]:
     return {"id": analysis.id, "created": analysis.created.isoformat(), "source": analysis.source,
             "width": analysis.width, "height": analysis.height,
             "model": {"name": analysis.model_name, "version": analysis.model_version},
-            "faces": [face_dict(face) for face in analysis.faces],
+            # index: the model's order (largest face first), never changes; number: as pages label it.
+            "faces": faces_json(analysis), "note": APPEARANCE_NOTE,
             "url": url_for("photo.analysis", analysis_id=analysis.id, _external=True),
             "photo_url": url_for("photo.photo", analysis_id=analysis.id, _external=True)
             if analysis.photo_path else None}
@@ -59,7 +60,7 @@ def analysis_dict(analysis: Analysis) -> dict[str, Any]:
 def correction_dict(correction: Correction) -> dict[str, Any]:
     """A stored correction as the API shows it."""
     return {"id": correction.id, "analysis_id": correction.face.analysis_id,
-            "face_index": correction.face.face_index, "emotion": correction.emotion,
+            "face_index": correction.face.face_index, "kind": correction.kind, "emotion": correction.emotion,
             "consent_crop": correction.consent_crop, "crop_stored": correction.crop_path is not None,
             "created": correction.created.isoformat()}
 
@@ -102,19 +103,30 @@ def predict():
 @bp.post("/feedback")
 @feedback_limit
 def feedback():
-    """Store "the right emotion for face N is X", with the face crop only if consent_crop is true."""
+    """The owner's answer about face N: "the right emotion is X" or "it's right" (kind "confirmation").
+
+    One answer per face per owner: sending again replaces it. The face crop is kept only if consent_crop is true.
+    """
     body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise InvalidInput("send JSON {\"analysis_id\", \"face_index\", \"emotion\", \"consent_crop\"}")
     analysis_id, face_index = body.get("analysis_id"), body.get("face_index")
-    consent = body.get("consent_crop", False)
+    consent, kind = body.get("consent_crop", False), body.get("kind", "correction")
     if not isinstance(analysis_id, str) or isinstance(face_index, bool) or not isinstance(face_index, int):
         raise InvalidInput("analysis_id must be a string and face_index an integer")
     if not isinstance(consent, bool):
         raise InvalidInput("consent_crop must be true or false")
     correction = analyses.add_correction(analysis_id, face_index, body.get("emotion"), consent,
-                                         request.headers.get("X-Delete-Token"))
+                                         request.headers.get("X-Delete-Token"), kind=kind)
     return jsonify(correction_dict(correction)), 201
+
+
+@bp.delete("/analyses/<analysis_id>/faces/<int:face_index>/feedback")
+@feedback_limit
+def withdraw_feedback(analysis_id: str, face_index: int):
+    """Withdraw the owner's answer about one face; needs X-Delete-Token or the session that made it."""
+    analyses.withdraw_correction(analysis_id, face_index, request.headers.get("X-Delete-Token"))
+    return "", 204
 
 
 @bp.get("/analyses/<analysis_id>")

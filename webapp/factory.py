@@ -88,13 +88,14 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     register_error_handler(app)
     init_ops(app)
 
-    from . import api, cli
+    from . import about, api, cli
     from .live import init_live
     from .rooms import init_rooms_feature
     from .video import init_video_feature
     from .photo import views as photo_views
 
     app.register_blueprint(photo_views.bp)
+    app.register_blueprint(about.bp)
     app.register_blueprint(api.bp)
     cli.register(app)
     init_live(app)

@@ -99,10 +99,17 @@ class Face(Base):
             setattr(self, f"p_{label}", float(probabilities[label]))
 
 
+CORRECTION_KINDS = ("correction", "confirmation")  # "the right emotion is ..." or "it's right"
+
+
 class Correction(Base):
-    """A visitor's "the right emotion is ..."; the face crop is kept only with their consent."""
+    """One visitor's answer about one face: a correction or a confirmation; the crop is kept only with consent.
+
+    A visitor has at most one row per face: answering again updates it, withdrawing deletes it.
+    """
 
     __tablename__ = "corrections"
+    __table_args__ = (UniqueConstraint("face_id", "visitor", name="uq_corrections_face_visitor"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     face_id: Mapped[int] = mapped_column(ForeignKey("faces.id", ondelete="CASCADE"), index=True)
@@ -110,6 +117,9 @@ class Correction(Base):
     created: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     consent_crop: Mapped[bool] = mapped_column(Boolean, default=False)
     crop_path: Mapped[str | None] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(16), default="correction", server_default="correction")
+    # sha256 of who answered (their browser's visitor id or the analysis's delete token); None before 0002.
+    visitor: Mapped[str | None] = mapped_column(String(64))
 
     face: Mapped[Face] = relationship(back_populates="corrections")
 

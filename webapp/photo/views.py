@@ -44,10 +44,40 @@ def analyze():
     return redirect(url_for("photo.analysis", analysis_id=outcome.analysis.id))
 
 
+# More faces than this get the compact view: a grid of thumbnails that open to their bars one at a time.
+COMPACT_AFTER = 4
+
+
+@bp.app_context_processor
+def _wording() -> dict:
+    """The sentence every result carries, for every template (pages, live, errors)."""
+    return {"appearance_note": analyses.APPEARANCE_NOTE}
+
+
+def no_face_advice(width: int, height: int) -> tuple[str, list[str]]:
+    """(most likely reason, what helps) when no face was found, from what is known: the image size."""
+    short = min(width, height)
+    if short < 200:
+        return (f"The image is small ({width}\u00d7{height} pixels), so a face in it has few pixels to find.",
+                ["Use the original photo rather than a thumbnail or screenshot.",
+                 "Crop closer to the face, so it fills at least a fifth of the picture."])
+    return ("The face detector finds faces seen from the front (or nearly) that are at least about "
+            f"{max(20, short // 50)} pixels wide; faces in profile, tilted far, very small or partly covered "
+            "(sunglasses, masks, hands) are missed.",
+            ["Use a photo where the face looks towards the camera and is not covered.",
+             "If the faces are small in a wide shot, crop closer to them.",
+             "If the photo is dark or backlit, choose a brighter one."])
+
+
 def _results_context(analysis_id: str) -> dict:
     analysis = analyses.get_analysis(analysis_id)
-    return {"analysis": analysis, "emotions": EMOTIONS, "emoji": EMOJI,
-            "owner": analyses.is_owner(analysis, None)}
+    faces = analyses.numbered_faces(analysis)
+    context = {"analysis": analysis, "faces": faces, "emotions": EMOTIONS, "emoji": EMOJI,
+               "owner": analyses.is_owner(analysis, None), "answers": analyses.my_answers(analysis),
+               "compact": len(faces) > COMPACT_AFTER}
+    if not faces:
+        context["reason"], context["advice"] = no_face_advice(analysis.width, analysis.height)
+    return context
 
 
 @bp.get("/a/<analysis_id>")
@@ -74,11 +104,22 @@ def photo(analysis_id: str):
 @bp.post("/a/<analysis_id>/faces/<int:face_index>/feedback")
 @feedback_limit
 def feedback(analysis_id: str, face_index: int):
-    """No-JavaScript correction form: store it, then come back with a thank-you."""
-    correction = analyses.add_correction(analysis_id, face_index, request.form.get("emotion", ""),
-                                         request.form.get("consent_crop") == "on")
-    flash(f"Thank you! Face {face_index + 1} is now recorded as {correction.emotion}.")
-    return redirect(url_for("photo.analysis", analysis_id=analysis_id))
+    """No-JavaScript answer form ("it's right" or the right emotion): store it, then come back with a thank-you."""
+    kind = "confirmation" if request.form.get("kind") == "confirmation" else "correction"
+    emotion = None if kind == "confirmation" else request.form.get("emotion", "")
+    correction = analyses.add_correction(analysis_id, face_index, emotion, request.form.get("consent_crop") == "on",
+                                         kind=kind)
+    flash(f"Thank you! Your answer for this face is now \u201c{correction.emotion}\u201d.")
+    return redirect(url_for("photo.analysis", analysis_id=analysis_id, _anchor=f"face-{face_index}"))
+
+
+@bp.post("/a/<analysis_id>/faces/<int:face_index>/feedback/withdraw")
+@feedback_limit
+def withdraw_feedback(analysis_id: str, face_index: int):
+    """No-JavaScript withdraw button: delete the visitor's answer about one face."""
+    analyses.withdraw_correction(analysis_id, face_index)
+    flash("Your answer for this face was withdrawn.")
+    return redirect(url_for("photo.analysis", analysis_id=analysis_id, _anchor=f"face-{face_index}"))
 
 
 @bp.post("/a/<analysis_id>/delete")

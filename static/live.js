@@ -258,7 +258,10 @@
 
   function drawChart() {
     chart = chart || makeChart();
-    if (chart) chart.setData(chartData());
+    if (!chart) return;
+    chart.setData(chartData());
+    // Without a pointer over the chart the legend reads the newest scores (with one, the scores under it).
+    if (chart.cursor.left < 0 && history.length) chart.setLegend({idx: history.length - 1});
   }
 
   function freeze() {

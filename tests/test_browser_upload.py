@@ -115,6 +115,12 @@ def test_one_face_result_is_in_view_and_answers_change_and_withdraw(real_app, tm
         expect(page.locator(".deleted")).to_be_focused()
         assert_accessible(page, f"after deleting ({size})")
 
+        # The footer's responsible-use page, with the real model's card and per-class figures.
+        page.get_by_role("link", name="Responsible use, accuracy and privacy").click()
+        expect(page.locator("table.figures tbody tr")).to_have_count(7)
+        expect(page.locator("main")).to_contain_text("70%")
+        assert_accessible(page, f"the responsible-use page ({size})")
+
 
 @pytest.mark.parametrize("viewport", [DESKTOP, PHONE], ids=["desktop", "phone"])
 def test_a_crowded_photo_has_numbered_labels_that_never_collide(real_app, tmp_path, viewport):

@@ -3,6 +3,7 @@ with its axes and legend, a correction on the frozen frame, and Stop; axe-core i
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -103,6 +104,9 @@ def test_live_page_streams_the_camera(live_server, tmp_path, viewport):
                                                 ".map((axis) => axis._values)")
         assert score_ticks == ["0%", "25%", "50%", "75%", "100%"]
         assert len(time_ticks) >= 3 and all(tick.count(":") == 2 for tick in time_ticks), time_ticks
+        happy = page.locator("#live-chart .u-legend .u-series").nth(4)
+        expect(happy).to_contain_text("happy")
+        expect(happy.locator(".u-value")).to_have_text(re.compile(r"^\d+%$"))  # the newest score, in percent
         window = page.evaluate("() => { const x = document.getElementById('live-chart').uplot.scales.x;"
                                " return x.max - x.min; }")
         assert window == pytest.approx(60), "the time axis spans 60 seconds from the first point on"

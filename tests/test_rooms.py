@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from model_server.labels import EMOTIONS
+from test_model_tier_web import redis_prefix  # noqa: F401 - a key prefix in the test Redis (skips without Redis)
 from web_helpers import image_bytes
 from webapp.db import get_session
 from webapp.extensions import socketio
@@ -18,10 +19,15 @@ NS = "/room"
 TILE_KEYS = {"id", "name", "state", "emoji", "top", "emotions"}
 
 
-@pytest.fixture
-def app_config(app_config):
-    """Small rooms so the size limit is cheap to reach."""
-    return {**app_config, "ROOM_MAX_PARTICIPANTS": 3}
+@pytest.fixture(params=["memory", "redis"])
+def app_config(app_config, request):
+    """Small rooms so the size limit is cheap to reach; every test runs with rooms in memory and in Redis."""
+    config = {**app_config, "ROOM_MAX_PARTICIPANTS": 3}
+    if request.param == "redis":
+        from topology_helpers import REDIS_URL
+
+        config.update(ROOM_STORE_URL=REDIS_URL, ROOM_STORE_PREFIX=request.getfixturevalue("redis_prefix") + ":")
+    return config
 
 
 def create_room(client) -> str:
@@ -314,3 +320,86 @@ def test_pages_say_what_is_inferred_and_what_it_is_not_for(client, room):
         text = client.get(url).get_data(as_text=True)
         assert "not know what anyone feels" in text and "Art.&nbsp;5(1)(f)" in text
         assert "students" in text and "employees" in text
+
+
+# --- several web processes: rooms in Redis ---------------------------------------------------------------------
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request):
+    """Both room stores, built the way the app builds them, so one set of tests holds for both."""
+    from topology_helpers import REDIS_URL
+    from webapp.rooms.store import make_room_store
+
+    if request.param == "memory":
+        return make_room_store({"ROOM_STORE_URL": None})
+    return make_room_store({"ROOM_STORE_URL": REDIS_URL,
+                            "ROOM_STORE_PREFIX": request.getfixturevalue("redis_prefix") + ":"})
+
+
+def test_both_stores_keep_rooms_the_same_way(store):
+    from webapp.rooms.store import Participant, Room
+
+    store.create(Room(id="r1"))
+    with store.edit("r1") as room:
+        room.recording = True
+        room.participants["p"] = Participant(id="p", name="Ann", token_hash="h", sid="s1", sharing=True,
+                                             result={"emoji": "x", "top": "happy", "emotions": {"happy": 1.0}})
+        room.mood[29000000] = {"p": [0.5] * 8}
+    with store.edit("r1") as room:
+        assert room.recording and room.participants["p"].result["top"] == "happy"
+        assert room.mood == {29000000: {"p": [0.5] * 8}}  # minute numbers stay numbers
+    with store.edit("missing") as room:
+        assert room is None
+    store.bind("s1", "r1", "p")
+    assert store.member("s1") == ("r1", "p") and store.count() == 1
+    store.delete("r1")
+    assert store.member("s1") is None and store.count() == 0
+    with store.edit("r1") as room:
+        assert room is None
+
+
+def test_a_room_in_redis_is_shared_by_two_web_processes(app_config, redis_prefix):
+    """Two apps (as two processes would be) on one Redis store: the host on one, a participant on the other."""
+    from topology_helpers import REDIS_URL
+    from webapp import create_app
+    from webapp.inference import close_predictor
+
+    shared = {"ROOM_STORE_URL": REDIS_URL, "ROOM_STORE_PREFIX": redis_prefix + ":"}
+    first = create_app({**app_config, **shared})
+    second = create_app({**app_config, **shared})  # the same database, as processes of one site share it
+    try:
+        host_browser = first.test_client()
+        room = Room(first, host_browser)
+        assert second.test_client().get(f"/rooms/{room.id}").status_code == 200  # the link works on both
+        ann = socketio.test_client(second, namespace=NS, flask_test_client=second.test_client())
+        joined = call(ann, "join", {"room": room.id, "name": "Ann"})
+        call(ann, "share", {"on": True})
+        tile = call(ann, "frame", jpeg(90))
+        # The host, on the other process, finds Ann's tile and her result in the strip.
+        again = socketio.test_client(first, namespace=NS, flask_test_client=host_browser)
+        snapshot = call(again, "host", {"room": room.id})
+        assert snapshot["tiles"] == [tile] and tile["id"] == joined["participant"]
+        [minute] = call(again, "mood")["minutes"]
+        assert minute["participants"] == 1 and minute["shares"] == pytest.approx(fake_scores(second, 90), abs=1e-4)
+        for connection in (ann, again):
+            connection.disconnect(namespace=NS)
+        room.close()
+    finally:
+        for each in (first, second):
+            close_predictor(each)
+            each.extensions["emotion_lens.rooms"].store.close()
+            each.extensions["emotion_lens.db"].engine.dispose()
+
+
+def test_malformed_events_get_validation_errors(room, app):
+    ann, _ = room.join("Ann")
+    assert ann.emit("share", namespace=NS, callback=True)["error"] == "invalid_request"
+    assert ann.emit("share", {"on": "yes"}, namespace=NS, callback=True)["error"] == "invalid_request"
+    assert ann.emit("consent", {"agree": True}, "extra", namespace=NS, callback=True)["agreed"] == 1
+    call(ann, "share", {"on": True})
+    assert ann.emit("frame", namespace=NS, callback=True)["error"] == "invalid_frame"
+    assert call(ann, "frame", "not a jpeg")["error"] == "invalid_frame"
+    stranger = socketio.test_client(app, namespace=NS, flask_test_client=app.test_client())
+    assert stranger.emit("join", namespace=NS, callback=True)["error"] == "invalid_request"
+    assert call(stranger, "join", {"room": room.id, "name": 7})["error"] == "invalid_request"
+    stranger.disconnect(namespace=NS)

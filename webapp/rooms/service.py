@@ -29,7 +29,7 @@ from ..errors import AppError, Forbidden, InvalidInput, NotFound
 from ..extensions import socketio
 from ..live.service import NewestOnly, RateLimited, TokenBucket, _checked_jpeg
 from ..models import RoomMinute
-from .store import MemoryRoomStore, Participant, Room
+from .store import MemoryRoomStore, Participant, RedisRoomStore, Room, make_room_store
 
 NAMESPACE = "/room"
 HOSTED = "hosted_rooms"  # session key: ids of the rooms this browser created (the host's only credential)
@@ -44,6 +44,10 @@ DEFAULTS: dict[str, Any] = {
     "ROOM_HOST_GRACE_SECONDS": 600,  # a room whose host stays away this long closes
     "ROOM_MOOD_MINUTES": 5,  # the host's mood strip covers this many minutes
     "ROOM_CREATE_RATE_LIMIT": "20 per hour",
+    # redis://HOST:PORT/DB shared by several web processes (with SOCKETIO_MESSAGE_QUEUE): every process sees
+    # the same rooms; None keeps rooms in this process's memory.
+    "ROOM_STORE_URL": None,
+    "ROOM_STORE_PREFIX": "emo:rooms:",  # Redis key prefix: sites sharing one Redis differ here
 }
 
 
@@ -73,15 +77,15 @@ class _Connection:
 class Rooms:
     """The app's room store and this process's connections (kept in ``app.extensions``)."""
 
-    store: MemoryRoomStore
+    store: MemoryRoomStore | RedisRoomStore
     connections: dict[str, _Connection] = field(default_factory=dict)
 
 
 def init_rooms(app: Flask) -> None:
-    """Fill in the room settings not configured and register the in-memory room store."""
+    """Fill in the room settings not configured and register the room store (memory, or Redis when configured)."""
     for name, value in DEFAULTS.items():
         app.config.setdefault(name, value)
-    app.extensions["emotion_lens.rooms"] = Rooms(MemoryRoomStore())
+    app.extensions["emotion_lens.rooms"] = Rooms(make_room_store(app.config))
 
 
 def _rooms() -> Rooms:

@@ -105,7 +105,22 @@ def test_frames_beyond_the_rate_limit_are_refused(live):
     answers = [send(live, jpeg()) for _ in range(4)]
     assert all("faces" in answer for answer in answers[:3])
     assert answers[3]["error"] == "rate_limited"
+    assert errors(live) == []  # the ack says it; no error event per refused frame
     time.sleep(0.4)  # one token back after 1/3 s
+    assert "faces" in send(live, jpeg())
+
+
+def test_a_client_that_keeps_flooding_is_disconnected(app, live):
+    app.config["LIVE_MAX_REFUSED_FRAMES"] = 5
+    answers = [send(live, jpeg()) for _ in range(3 + 6)]
+    assert answers[-1]["error"] == "flooding"
+    assert not live.is_connected(NS)
+
+
+def test_a_frame_event_with_the_wrong_arguments_is_refused_quietly(live, caplog):
+    answer = live.emit("frame", jpeg(), b"extra", namespace=NS, callback=True)
+    assert answer["error"] == "invalid_event"
+    assert "Traceback" not in caplog.text and "unhandled" not in caplog.text
     assert "faces" in send(live, jpeg())
 
 

@@ -52,6 +52,9 @@ class Config:
     # Live webcam (/live): a 480 px JPEG at quality 0.7 is ~30 KB, so 512 KB leaves room for a 1080p camera.
     LIVE_MAX_FRAME_BYTES: int = 512 * 1024
     LIVE_MAX_FPS: int = 30  # per connection (token bucket, one second of burst); the browser paces by ack anyway
+    # Frames refused for going over LIVE_MAX_FPS before the connection is closed: an honest page paced by acks
+    # is never refused more than a handful of times, a flood of 300 frames/s reaches this in a fraction of a second.
+    LIVE_MAX_REFUSED_FRAMES: int = 60
     LIVE_CORRECTIONS_PER_MINUTE: int = 20  # each one re-analyses the frame and writes rows
     # Socket.IO engine cap, also eventlet's WebSocket frame cap: bigger messages close the connection before
     # they are buffered. It sits just above LIVE_MAX_FRAME_BYTES (frames in between get a polite "too_large");

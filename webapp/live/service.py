@@ -42,6 +42,13 @@ class RateLimited(AppError):
     code = "rate_limited"
 
 
+class Flooding(AppError):
+    """The connection stayed far over its frame budget: it is disconnected rather than answered frame by frame."""
+
+    status = 429
+    code = "flooding"
+
+
 class BadFrame(AppError):
     """The payload is not a JPEG frame we accept (too large, wrong type, wrong format)."""
 
@@ -179,6 +186,7 @@ class LiveClient:
     slot: NewestOnly = field(default_factory=NewestOnly)
     tracker: FaceTracker = field(default_factory=FaceTracker)
     schedule: DetectionSchedule = field(default_factory=DetectionSchedule)
+    refused: int = 0  # frames refused for exceeding the budget, over the connection's life
     seq: itertools.count = field(default_factory=itertools.count)
     recent: OrderedDict[int, ImageAnalysis] = field(default_factory=OrderedDict)
 
@@ -264,6 +272,12 @@ def analyse_frame(sid: str, data: Any) -> dict[str, Any]:
     client = clients().get(sid)
     seq = next(client.seq)
     if not client.frames.take():
+        # Each refusal costs the server little, but a client that keeps flooding after many refusals is not a
+        # camera page waiting for acks: cut it off instead of answering every frame.
+        client.refused += 1
+        if client.refused > current_app.config["LIVE_MAX_REFUSED_FRAMES"]:
+            raise Flooding("this connection sent far more frames than allowed and is closed; reconnect and "
+                           "send each frame after the previous answer")
         raise RateLimited(f"more than {current_app.config['LIVE_MAX_FPS']} frames a second; "
                           "send the next frame when the previous answer arrives")
     jpeg = _checked_jpeg(data)

@@ -246,3 +246,16 @@ def test_a_worker_does_not_take_over_its_own_slow_job(start_worker, remote):
     assert len(remote.analyze(request()).faces) == 1
     time.sleep(0.3)
     assert running.predictor.calls == 1
+
+
+def test_a_stopping_worker_answers_the_jobs_in_its_hands(keys, start_worker, remote):
+    running = start_worker(PacedPredictor(delay_ms=500))
+    wait_ready(remote)
+    client = connect(REDIS_URL)
+    with ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(remote.analyze, request())
+        # The worker has read the job (it is pending in the group) and is analysing it.
+        assert wait_until(lambda: client.xpending(keys.stream, keys.group)["pending"] == 1, 1.0)
+        running.stop()  # SIGTERM's path
+        assert len(pending.result(timeout=5).faces) == 1
+    client.close()

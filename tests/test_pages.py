@@ -126,3 +126,12 @@ def test_form_errors_are_shown_on_the_form(client):
 def test_unknown_page_is_an_html_404(client):
     response = client.get("/a/does-not-exist", headers={"Accept": "text/html"})
     assert response.status_code == 404 and "<html" in response.get_data(as_text=True)
+
+
+def test_the_responsible_use_page_stays_readable_while_the_model_is_down(tmp_path):
+    from web_helpers import make_config
+    from webapp import create_app
+
+    app = create_app(make_config(tmp_path, LAZY_MODEL=True, PREDICTOR="tests.no_such_module:factory"))
+    response = app.test_client().get("/responsible-use")
+    assert response.status_code == 200 and "(model not loaded)" in response.get_data(as_text=True)

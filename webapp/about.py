@@ -10,6 +10,7 @@ from flask import Blueprint, abort, current_app, render_template, send_from_dire
 from model_server.labels import EMOJI, EMOTIONS
 
 from . import inference
+from .errors import ServiceUnavailable
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # `python -m model_server.evaluate --json --out docs/evaluation` writes the shipped model's full evaluation here.
@@ -24,7 +25,11 @@ bp = Blueprint("about", __name__)
 def model_figures() -> dict:
     """What the page says about the model: the serving model's card figures and, when it is the model that was
     evaluated, the per-class figures of docs/evaluation/report.json."""
-    info = inference.get_predictor().info
+    try:
+        info = inference.get_predictor().info
+    except ServiceUnavailable:
+        # The page is about limits and privacy too; it stays readable while the model is down.
+        return {"name": "(model not loaded)", "version": "unknown", "metrics": {}, "per_class": None}
     figures = {"name": info.name, "version": info.version, "metrics": dict(info.metrics), "per_class": None}
     try:
         report = json.loads(EVALUATION_REPORT.read_text())

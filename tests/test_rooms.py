@@ -234,6 +234,34 @@ def test_a_host_away_too_long_closes_the_room(app, client):
         room.close()
 
 
+def test_rooms_nobody_hosts_make_way_for_new_ones(app, client):
+    app.config.update(ROOM_MAX_ROOMS=2, ROOM_HOST_GRACE_SECONDS=0)
+    abandoned = create_room(client)  # created, but its host page never connected
+    room = Room(app, client)
+    try:
+        fresh = create_room(client)  # the store was full: the abandoned room was closed to make room
+        assert client.get(f"/rooms/{abandoned}").status_code == 404
+        assert client.get(f"/rooms/{room.id}").status_code == 200 and fresh != abandoned
+    finally:
+        room.close()
+
+
+def test_sharing_keeps_the_room_tidy(app, client):
+    app.config["ROOM_RECONNECT_SECONDS"] = 0
+    room = Room(app, client)
+    try:
+        ann, _ = room.join("Ann")
+        bob, joined = room.join("Bob")
+        call(ann, "share", {"on": True})
+        bob.disconnect(namespace=NS)
+        app.extensions["emotion_lens.rooms"].tidied.clear()  # as if the last tidy was long ago
+        events(ann, "left")
+        call(ann, "frame", jpeg(90))
+        assert events(ann, "left") == [{"id": joined["participant"]}]
+    finally:
+        room.close()
+
+
 def test_only_the_host_gets_the_mood_strip(room):
     ann, _ = room.join("Ann")
     assert call(ann, "mood")["error"] == "forbidden"
@@ -351,7 +379,7 @@ def test_both_stores_keep_rooms_the_same_way(store):
     with store.edit("missing") as room:
         assert room is None
     store.bind("s1", "r1", "p")
-    assert store.member("s1") == ("r1", "p") and store.count() == 1
+    assert store.member("s1") == ("r1", "p") and store.count() == 1 and store.room_ids() == ["r1"]
     store.delete("r1")
     assert store.member("s1") is None and store.count() == 0
     with store.edit("r1") as room:

@@ -32,6 +32,7 @@ from ..models import RoomMinute
 from .store import MemoryRoomStore, Participant, RedisRoomStore, Room, make_room_store
 
 NAMESPACE = "/room"
+TIDY_SECONDS = 5.0  # how stale "away" tiles may get while others keep sharing
 HOSTED = "hosted_rooms"  # session key: ids of the rooms this browser created (the host's only credential)
 
 # Defaults of the room settings (each can be overridden in the app config).
@@ -79,6 +80,7 @@ class Rooms:
 
     store: MemoryRoomStore | RedisRoomStore
     connections: dict[str, _Connection] = field(default_factory=dict)
+    tidied: dict[str, float] = field(default_factory=dict)  # room id -> when this process last tidied it
 
 
 def init_rooms(app: Flask) -> None:
@@ -115,8 +117,12 @@ def create_room() -> str:
     """A new room with an unguessable id; this browser's session becomes its host."""
     rooms = _rooms()
     if rooms.store.count() >= _config("ROOM_MAX_ROOMS"):
-        raise AppError("there are too many open rooms; try again later", status=503, code="busy")
-    room = Room(id=secrets.token_urlsafe(16))
+        for room_id in rooms.store.room_ids():  # close rooms whose host never came (back) before refusing
+            _tidy(room_id)
+        if rooms.store.count() >= _config("ROOM_MAX_ROOMS"):
+            raise AppError("there are too many open rooms; try again later", status=503, code="busy")
+    # The host counts as away until their page connects: a room nobody opens closes after the host grace.
+    room = Room(id=secrets.token_urlsafe(16), host_away_since=time.time())
     rooms.store.create(room)
     session[HOSTED] = [*session.get(HOSTED, [])[-9:], room.id]
     return room.id
@@ -187,6 +193,7 @@ def _expire(room: Room, now: float) -> tuple[list[str], bool]:
 def _tidy(room_id: str) -> Room | None:
     """The room after expiring the long-away; closes it (and says so) when its host stayed away too long."""
     now = time.time()
+    _rooms().tidied[room_id] = now
     with _rooms().store.edit(room_id) as room:
         if room is None:
             return None
@@ -206,11 +213,14 @@ def host_connect(sid: str, payload: Any) -> dict[str, Any]:
     room_id = _room_id(payload)
     if not is_host(room_id):
         raise Forbidden("only the browser that created this room can host it")
-    if _tidy(room_id) is None:
-        raise NotFound("this room is closed")
     with _rooms().store.edit(room_id) as room:
-        room.host_sid, room.host_away_since = sid, None
+        if room is None:
+            raise NotFound("this room is closed")
+        room.host_sid, room.host_away_since = sid, None  # the host's return cancels the countdown to closing
+        gone, _host_gone = _expire(room, time.time())
         snapshot = _snapshot(room)
+    for person_id in gone:
+        _broadcast(room_id, "left", {"id": person_id})
     _rooms().store.bind(sid, room_id, "host")
     join_room(_channel(room_id), sid=sid, namespace=NAMESPACE)
     _broadcast(room_id, "host", {"present": True})
@@ -255,6 +265,7 @@ def close_room(room_id: str, reason: str = "the host closed the room") -> None:
     _broadcast(room_id, "closed", {"reason": reason})
     socketio.close_room(_channel(room_id), namespace=NAMESPACE)
     rooms.store.delete(room_id)
+    rooms.tidied.pop(room_id, None)
 
 
 def host_close(sid: str) -> dict[str, Any]:
@@ -372,6 +383,9 @@ def share_frame(sid: str, data: Any) -> dict[str, Any]:
     """Analyse one of the participant's own frames and give the room only the result; the frame is dropped."""
     room_id, person_id = _participant(sid)
     connection = _rooms().connections.get(sid)
+    # Frames are the room's heartbeat: while anyone shares, the long-away are dropped every few seconds.
+    if time.time() - _rooms().tidied.get(room_id, 0.0) > TIDY_SECONDS and _tidy(room_id) is None:
+        raise NotSharing("this room has closed")
     with _rooms().store.edit(room_id) as room:
         person = room.participants.get(person_id) if room else None
         if person is None or not person.sharing or connection is None:

@@ -102,6 +102,11 @@ class MemoryRoomStore(_LocalMembers):
         with self._lock:
             return len(self._rooms)
 
+    def room_ids(self) -> list[str]:
+        """The ids of every room."""
+        with self._lock:
+            return list(self._rooms)
+
 
 def room_to_json(room: Room) -> str:
     """A room as JSON (minute numbers become string keys)."""
@@ -156,7 +161,12 @@ class RedisRoomStore(_LocalMembers):
 
     def count(self) -> int:
         """How many rooms exist."""
-        return sum(1 for _ in self._redis.scan_iter(match=f"{self.prefix}room:*", count=500))
+        return len(self.room_ids())
+
+    def room_ids(self) -> list[str]:
+        """The ids of every room."""
+        start = len(self._key(""))
+        return [key[start:].decode() for key in self._redis.scan_iter(match=self._key("*"), count=500)]
 
     def close(self) -> None:
         """Close the connections to Redis."""

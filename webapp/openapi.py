@@ -62,24 +62,39 @@ def openapi_document() -> dict[str, Any]:
                                   "or is not allowed."),
                     "429": too_many, "503": _error("Model not loaded or busy.")}}},
             "/api/v1/feedback": {"post": {
-                "summary": "Tell us the right emotion for one face.",
+                "summary": "The owner's answer about one face: the right emotion, or that the prediction is right. "
+                           "One answer per face per owner; sending again replaces it.",
                 "parameters": [{"name": "X-Delete-Token", "in": "header", "required": False,
                                 "schema": {"type": "string"},
-                                "description": "Proves ownership; needed for consent_crop unless the "
-                                               "browser session made the analysis."}],
+                                "description": "Proves ownership; needed unless the browser session made the "
+                                               "analysis."}],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": {
-                    "type": "object", "required": ["analysis_id", "face_index", "emotion"], "properties": {
+                    "type": "object", "required": ["analysis_id", "face_index"], "properties": {
                         "analysis_id": {"type": "string"}, "face_index": {"type": "integer", "minimum": 0},
-                        "emotion": {"type": "string", "enum": list(EMOTIONS)},
+                        "kind": {"type": "string", "enum": ["correction", "confirmation"], "default": "correction",
+                                 "description": "confirmation: the predicted emotion is right (emotion may be "
+                                                "left out). Naming the predicted emotion is a confirmation too."},
+                        "emotion": {"type": "string", "enum": list(EMOTIONS),
+                                    "description": "The right emotion; required for a correction."},
                         "consent_crop": {"type": "boolean", "default": False,
                                          "description": "Keep this face's crop for training (owner only)."}}}}}},
                 "responses": {
                     "201": {"description": "Stored.", "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/Correction"}}}},
-                    "403": _error("consent_crop from someone who does not own the analysis."),
+                    "403": _error("The caller does not own the analysis."),
                     "404": _error("Unknown analysis or face index."),
                     "409": _error("crop_unavailable: consent came after the crop left memory."),
                     "422": _error("Invalid emotion or fields."), "429": too_many}}},
+            "/api/v1/analyses/{id}/faces/{face_index}/feedback": {
+                "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}},
+                               {"name": "face_index", "in": "path", "required": True,
+                                "schema": {"type": "integer", "minimum": 0}}],
+                "delete": {"summary": "Withdraw the owner's answer about one face (and its crop).",
+                           "parameters": [{"name": "X-Delete-Token", "in": "header", "required": False,
+                                           "schema": {"type": "string"}}],
+                           "responses": {"204": {"description": "Withdrawn."},
+                                         "403": _error("Not the owner."),
+                                         "404": _error("No such analysis, face or answer."), "429": too_many}}},
             "/api/v1/analyses/{id}": {
                 "parameters": [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}],
                 "get": {"summary": "An analysis by id.", "responses": {
@@ -135,13 +150,18 @@ def openapi_document() -> dict[str, Any]:
                 "index": {"type": "integer"},
                 "box": {"type": "object", "properties": {k: {"type": "integer"} for k in ("x", "y", "w", "h")}},
                 "emotions": emotion_map, "top": {"type": "string", "enum": list(EMOTIONS)},
-                "emoji": {"type": "string"}, "crop": {"type": "string", "description": "Only with crops=true."}}},
+                "emoji": {"type": "string"}, "crop": {"type": "string", "description": "Only with crops=true."},
+                "number": {"type": "integer", "minimum": 1,
+                           "description": "Place in reading order (rows top to bottom, left to right), as pages "
+                                          "label the face; index is the model's order and never changes."}}},
             "Analysis": {"type": "object", "properties": {
                 "id": {"type": "string"}, "created": {"type": "string", "format": "date-time"},
                 "source": {"type": "string", "enum": ["upload", "url", "camera"]},
                 "width": {"type": "integer"}, "height": {"type": "integer"},
                 "model": {"type": "object"}, "url": {"type": "string", "description": "Permalink page."},
                 "photo_url": {"type": "string", "nullable": True},
+                "note": {"type": "string", "description": "In plain words: the scores describe facial appearance, "
+                                                          "not inner feelings."},
                 "faces": {"type": "array", "items": {"$ref": "#/components/schemas/Face"}}}},
             "Prediction": {"allOf": [{"$ref": "#/components/schemas/Analysis"}, {"type": "object", "properties": {
                 "delete_token": {"type": "string", "description": "Shown once; send as X-Delete-Token."},
@@ -162,6 +182,7 @@ def openapi_document() -> dict[str, Any]:
                             "box": {"type": "object"}, "emotions": emotion_map}}}}}}}}}},
             "Correction": {"type": "object", "properties": {
                 "id": {"type": "integer"}, "analysis_id": {"type": "string"}, "face_index": {"type": "integer"},
+                "kind": {"type": "string", "enum": ["correction", "confirmation"]},
                 "emotion": {"type": "string"}, "consent_crop": {"type": "boolean"},
                 "crop_stored": {"type": "boolean"}, "created": {"type": "string", "format": "date-time"}}},
         }},

@@ -9,7 +9,7 @@
   const ROOM = root.dataset.room, HOST = root.dataset.role === "host";
   const EMOTIONS = root.dataset.emotions.split(",");
   const EMOJI = JSON.parse(root.dataset.emoji);
-  const COLORS = ["#c0392b", "#6b8e23", "#8e44ad", "#e0a100", "#1a5fb4", "#d35400", "#56606b"];
+  const COLORS = window.EmotionColors;
   // Stay under the server's per-participant budget; an emoji needs no webcam rate.
   const MIN_INTERVAL_MS = 1000 / Number(root.dataset.maxFps || 4);
   const SEND_WIDTH = 480, JPEG_QUALITY = 0.7, ACK_TIMEOUT_MS = 10000, MOOD_POLL_MS = 5000;
@@ -219,6 +219,7 @@
   if (!window.io) { fail("The room needs its scripts; reload the page."); return; }
   connect();
   if (HOST) {
+    window.drawEmotionLegend($("room-mood-legend"), EMOTIONS, EMOJI);
     $("room-record").addEventListener("change", setRecording);
     $("room-close").addEventListener("click", () => socket.emit("close", {}, () => say("The room is closed.")));
     $("room-copy").addEventListener("click", () => navigator.clipboard && navigator.clipboard.writeText($("room-link").value));

@@ -7,7 +7,7 @@
   const $ = (id) => document.getElementById(id);
   const EMOTIONS = root.dataset.emotions.split(",");
   const EMOJI = JSON.parse(root.dataset.emoji);
-  const COLORS = ["#c0392b", "#6b8e23", "#8e44ad", "#e0a100", "#1a5fb4", "#d35400", "#56606b"];
+  const COLORS = window.EmotionColors;
   const POLL_MS = 1000;
   const csrf = document.querySelector('meta[name="csrf-token"]').content;
   let jobId = root.dataset.job || null, timer = null;
@@ -70,14 +70,7 @@
     $("video-csv").href = `${statusUrl(jobId)}?format=csv`;
     $("video-json").href = statusUrl(jobId);
     $("video-tracks").replaceChildren(...result.tracks.map((track) => trackItem(track, result.duration)));
-    $("video-legend").replaceChildren(...EMOTIONS.map((label, i) => {
-      const item = document.createElement("li");
-      const swatch = document.createElement("span");
-      swatch.className = "live-swatch";
-      swatch.style.background = COLORS[i];
-      item.append(swatch, `${EMOJI[label]} ${label}`);
-      return item;
-    }));
+    window.drawEmotionLegend($("video-legend"), EMOTIONS, EMOJI);
   }
 
   function trackItem(track, duration) {
@@ -93,7 +86,12 @@
     canvas.setAttribute("role", "img");
     canvas.setAttribute("aria-label", `Emotion scores of face ${track.id} over ${duration.toFixed(1)} seconds; ` +
                         `seen in ${track.samples.length} frames, mostly ${track.dominant}`);
-    item.append(heading, canvas);
+    const axis = document.createElement("p");
+    axis.className = "video-axis";
+    axis.setAttribute("aria-hidden", "true");
+    axis.append(Object.assign(document.createElement("span"), {textContent: "0 s"}),
+                Object.assign(document.createElement("span"), {textContent: `${duration.toFixed(1)} s`}));
+    item.append(heading, canvas, axis);
     draw(canvas, track.samples, Math.max(duration, 0.001));
     return item;
   }

@@ -12,8 +12,11 @@ them that, like nginx, skips a dead backend. Ctrl-C stops everything and drops t
 from __future__ import annotations
 
 import argparse
+import getpass
 import itertools
 import os
+import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,6 +32,8 @@ REDIS_DB = 14  # the machine's Redis is shared: the topology keeps to one databa
 POSTGRES_URL = os.environ.get("EMO_TOPOLOGY_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 FAKE_PREDICTOR = "topology_helpers:create_paced_predictor"  # tests/; torch-free
 GUNICORN_CONF = REPO / "deploy" / "gunicorn.conf.py"
+NGINX_SITE = REPO / "deploy" / "nginx.conf"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
 def free_port() -> int:
@@ -112,6 +117,21 @@ class Balancer:
         self._server.close()
 
 
+def nginx_config(workdir: Path, ports: list[int], listen: int) -> Path:
+    """deploy/nginx.conf pointed at local web processes, inside a minimal main config that writes to ``workdir``."""
+    site = NGINX_SITE.read_text()
+    servers = "".join(f"    server 127.0.0.1:{port} max_fails=1 fail_timeout=5s;\n" for port in ports)
+    site = re.sub(r"(?m)^\s*server web\d+:\d+[^\n]*\n", "", site).replace("ip_hash;\n", "ip_hash;\n" + servers)
+    site = site.replace("listen 80;", f"listen 127.0.0.1:{listen};")
+    temp = "\n".join(f"    {kind}_temp_path {workdir}/nginx-{kind};" for kind in
+                     ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    path = workdir / "nginx.conf"
+    # Workers run as this user, so they can use temp folders inside a private workdir (as root: "user root").
+    path.write_text(f"daemon off;\nuser {getpass.getuser()};\npid {workdir}/nginx.pid;\nerror_log {workdir}/nginx-error.log;\nevents {{}}\n"
+                    f"http {{\n    access_log {workdir}/nginx-access.log;\n{temp}\n{site}\n}}\n")
+    return path
+
+
 class Topology:
     """Model workers, gunicorn web processes and a balancer on Redis and PostgreSQL; a context manager."""
 
@@ -129,6 +149,8 @@ class Topology:
         self.web: dict[int, subprocess.Popen] = {}
         self.web_env = web_env or {}
         self.balancer: Balancer | None = None
+        self.nginx: subprocess.Popen | None = None
+        self.nginx_port = 0
 
     @property
     def urls(self) -> list[str]:
@@ -139,6 +161,23 @@ class Topology:
     def balanced_url(self) -> str:
         """The balancer's URL (what visitors would reach through nginx)."""
         return f"http://127.0.0.1:{self.balancer.port}"
+
+    def start_nginx(self) -> str:
+        """Put nginx with deploy/nginx.conf in front of the web processes; returns its URL."""
+        self.nginx_port = free_port()
+        config = nginx_config(self.workdir, self.ports, self.nginx_port)
+        self.nginx = self._spawn([NGINX, "-c", str(config)], "nginx")
+        url = f"http://127.0.0.1:{self.nginx_port}"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if self.nginx.poll() is not None:
+                raise RuntimeError(f"nginx exited:\n{self.log_tail('nginx')}{self.log_tail('nginx-error')}")
+            try:
+                socket.create_connection(("127.0.0.1", self.nginx_port), timeout=1).close()
+                return url
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("nginx did not start listening")
 
     def env(self) -> dict[str, str]:
         """What every process of this topology shares: Redis, PostgreSQL, key, media folder, queue."""
@@ -173,16 +212,14 @@ class Topology:
         command = [sys.executable, "-m", "model_server.serve", "--redis", f"{self.redis_url}?queue={self.queue}",
                    "--consumer", name, *(["--predictor", self.predictor] if self.predictor else []),
                    *self.worker_args]
-        self.workers[name] = subprocess.Popen(command, cwd=REPO, env=self.env(), stdout=self._log(name),
-                                              stderr=subprocess.STDOUT)
+        self.workers[name] = self._spawn(command, name)
         return self.workers[name]
 
     def start_web(self, index: int) -> subprocess.Popen:
         """Start (or restart) web process ``index`` on its port."""
         command = [sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF), "-b", f"127.0.0.1:{self.ports[index]}",
                    *self.gunicorn_args, "webapp:create_app()"]
-        self.web[index] = subprocess.Popen(command, cwd=REPO, env=self.env(), stdout=self._log(f"web{index + 1}"),
-                                           stderr=subprocess.STDOUT)
+        self.web[index] = self._spawn(command, f"web{index + 1}")
         return self.web[index]
 
     def wait_ready(self, index: int, timeout_s: float = 120.0) -> None:
@@ -201,9 +238,17 @@ class Topology:
             time.sleep(0.2)
         raise RuntimeError(f"web{index + 1} not ready in {timeout_s} s:\n{self.log_tail(f'web{index + 1}')}")
 
+    def _spawn(self, command: list[str], name: str) -> subprocess.Popen:
+        """Start a process in a session of its own, so a signal reaches its children too (gunicorn's worker)."""
+        return subprocess.Popen(command, cwd=REPO, env=self.env(), stdout=self._log(name), stderr=subprocess.STDOUT,
+                                start_new_session=True)
+
     def signal(self, process: subprocess.Popen, signum: int = signal.SIGKILL, wait_s: float = 15.0) -> None:
-        """Send a signal to one of our processes and wait for it to exit."""
-        process.send_signal(signum)
+        """Signal one of our processes with all its children (a host or container going down) and wait for it."""
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            pass
         process.wait(timeout=wait_s)
 
     def log_tail(self, name: str, chars: int = 4000) -> str:
@@ -218,15 +263,17 @@ class Topology:
         """SIGTERM every process (SIGKILL after 15 s), then drop the schema and the run's Redis keys."""
         if self.balancer:
             self.balancer.close()
-        processes = [*self.web.values(), *self.workers.values()]
+        processes = [*([self.nginx] if self.nginx else []), *self.web.values(), *self.workers.values()]
         for process in processes:
-            if process.poll() is None:
-                process.terminate()
+            try:
+                os.killpg(process.pid, signal.SIGTERM)  # gone already: its group may still hold children
+            except ProcessLookupError:
+                pass
         for process in processes:
             try:
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                process.kill()
+                os.killpg(process.pid, signal.SIGKILL)
                 process.wait()
         self._schema(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
         import redis

@@ -6,6 +6,7 @@ model. The fault tests run last in this file, each leaving the topology whole ag
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -14,7 +15,7 @@ import pytest
 import requests
 import socketio
 
-from deploy.topology import FAKE_PREDICTOR, Topology, services_missing
+from deploy.topology import FAKE_PREDICTOR, NGINX, Topology, services_missing
 from web_helpers import image_bytes
 
 pytestmark = [pytest.mark.topology, pytest.mark.redis, pytest.mark.postgres, pytest.mark.slow]
@@ -69,7 +70,9 @@ class Stream(threading.Thread):
         while not self.stop_event.is_set():
             sent = time.monotonic()
             try:
-                answer = self.client.call("frame", FRAME, namespace="/live", timeout=5)
+                # A live answer comes within its 1 s deadline or not at all; the Python client, unlike the browser's,
+                # does not fail a call whose connection dropped, so a short timeout stands in for that.
+                answer = self.client.call("frame", FRAME, namespace="/live", timeout=2)
                 outcome = "ok" if answer.get("faces") else answer.get("error", "dropped")
             except (socketio.exceptions.SocketIOError, OSError) as error:
                 outcome = type(error).__name__
@@ -198,6 +201,38 @@ def test_the_threaded_web_tier_serves_photos_and_websocket_streams(tmp_path):
         assert all(len(answer["faces"]) == 1 for answer in answers)
 
 
+@pytest.mark.skipif(not os.path.exists(NGINX), reason=f"{NGINX} is missing (apt-get install nginx-light)")
+def test_nginx_example_serves_photos_and_streams_and_moves_clients_off_a_killed_process(topology):
+    url = topology.start_nginx()
+    predictions = [topology.log_tail(f"web{index + 1}", 10**9).count("POST /api/v1/predict") for index in (0, 1)]
+    assert predict(url).status_code == 200
+    # ip_hash sends this machine's address to one process; its access log shows which.
+    holder = next(index for index in (0, 1)
+                  if topology.log_tail(f"web{index + 1}", 10**9).count("POST /api/v1/predict") > predictions[index])
+    # A browser's Origin carries the port: nginx must pass the Host with it, or Socket.IO refuses the page.
+    # (Polling here: the WebSocket client adds an Origin of its own, and two Origins are refused.)
+    browser = socketio.Client()
+    browser.connect(url, namespaces=["/live"], transports=["polling"], headers={"Origin": url}, wait_timeout=5)
+    browser.disconnect()
+    client = live_client(url)
+    try:
+        assert len(client.call("frame", FRAME, namespace="/live", timeout=5)["faces"]) == 1
+        topology.signal(topology.web[holder], signal.SIGKILL)
+        killed_at, answered = time.monotonic(), None
+        while time.monotonic() - killed_at < 10 and answered is None:
+            try:
+                answer = client.call("frame", FRAME, namespace="/live", timeout=2)
+                answered = time.monotonic() if answer.get("faces") else None
+            except (socketio.exceptions.SocketIOError, OSError):
+                time.sleep(0.1)
+        assert answered is not None and answered - killed_at < 5.0
+        assert predict(url).status_code == 200  # the balancer skips the dead process for HTTP too
+    finally:
+        client.disconnect()
+        topology.start_web(holder)
+        topology.wait_ready(holder)
+
+
 def test_killing_one_of_two_model_workers_mid_stream(topology):
     streams = [Stream(url) for url in topology.urls * 2]
     corrector = Corrector(topology.balanced_url)
@@ -251,14 +286,15 @@ def test_killing_a_web_process_moves_its_clients_to_the_other(topology):
     time.sleep(1.0)
     killed_at = time.monotonic()
     topology.signal(topology.web[1], signal.SIGKILL)
-    time.sleep(4.0)
+    time.sleep(5.0)
     for stream in streams:
         stream.stop()
     acknowledged = corrector.stop()
     topology.start_web(1)
     topology.wait_ready(1)
     assert_all_stored(topology, acknowledged)
-    # Every client answers again within a few seconds of the kill (reconnected through the balancer).
-    assert all(stream.answered_after(killed_at + 2.0) >= 5 for stream in streams), \
-        [stream.answered_after(killed_at + 2.0) for stream in streams]
-    assert all(stream.errors_after(killed_at + 2.0) == [] for stream in streams)
+    # Every client answers again within a few seconds of the kill (the frame in flight at the kill times out
+    # after 2 s; the client has reconnected through the balancer by then).
+    assert all(stream.answered_after(killed_at + 2.5) >= 5 for stream in streams), \
+        [stream.answered_after(killed_at + 2.5) for stream in streams]
+    assert all(stream.errors_after(killed_at + 2.5) == [] for stream in streams)

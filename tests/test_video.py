@@ -91,6 +91,17 @@ def test_timeline_follows_faces_and_picks_each_tracks_dominant_emotion():
     assert rows[0]["top"] == "happy" and float(rows[0]["happy"]) == pytest.approx(0.94)
 
 
+def test_the_video_modules_never_import_torch(clip):
+    """Only the engine a caller hands in may bring torch; the sampling, tracking and data-set code do not."""
+    code = ("import sys; from fakes import FakePredictor; from model_server import video; "
+            "import model_server.training.video_data, webapp.video.service, webapp.rooms.service; "
+            f"result = video.analyse_video({str(clip)!r}, FakePredictor(), fps=1); "
+            "assert len(result['tracks']) == 1; assert 'torch' not in sys.modules, 'torch was imported'")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), str(REPO / "tests")])}
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+
+
 # --- the API ----------------------------------------------------------------------------------------------------
 
 def post_clip(client, data: bytes, filename: str = "clip.mp4", **fields):

@@ -238,9 +238,9 @@ def start_job(upload: FileStorage | None, fps: str | None = None, mode: str | No
     handle, name = tempfile.mkstemp(suffix=suffix, prefix="clip-")  # 0600: only this user reads it
     path = Path(name)
     try:
+        # Copying up to VIDEO_MAX_BYTES and opening the container block: off the event loop, like every decode.
         with os.fdopen(handle, "wb") as out:
-            upload.save(out)
-        # Opening the container is CPU work: off the event loop, like every decode.
+            inference.run_off_loop(upload.save, out)
         info = inference.run_off_loop(video.probe, path)
         limit = jobs().max_seconds
         if info.duration is not None and info.duration > limit:

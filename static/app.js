@@ -117,7 +117,7 @@ async function analyse(formData, photoUrl) {
   say("Analysing\u2026");
   try {
     const result = await apiCall("/api/v1/predict", {method: "POST", body: formData});
-    await showResults(result.id, photoUrl || result.annotated_image);
+    await showResults(result.id, photoUrl || result.image);
     const found = result.faces.length ? `Found ${result.faces.length} face${result.faces.length > 1 ? "s" : ""}.`
                                       : "No face found.";
     say(result.notice ? `${found} ${result.notice}.` : found);
@@ -148,7 +148,9 @@ function setUpUpload() {
       analyse(data, URL.createObjectURL(file));
     } else if ($("#image_url", form).value.trim()) {
       data.delete("image");
-      data.set("annotate", "true");  // the browser cannot read another site's image, so ask for a drawn copy
+      // The browser cannot read another site's image, so ask for the clean upright copy the server decoded
+      // (the page draws its own numbered boxes on it).
+      data.set("image", "true");
       analyse(data, null);
     } else {
       $("#results").replaceChildren();

@@ -125,3 +125,19 @@ def test_unknown_api_route_and_wrong_method_answer_json(client):
     assert missing.status_code == 404 and missing.get_json()["error"] == "not_found"
     wrong = client.get("/api/v1/predict")
     assert wrong.status_code == 405 and wrong.get_json()["error"] == "method_not_allowed"
+
+
+def test_image_option_returns_the_clean_upright_photo_for_pages_to_draw_on(client):
+    body = upload(client, image_bytes(fmt="PNG"), query="?image=true").get_json()
+    assert body["image"].startswith("data:image/jpeg;base64,")
+    photo = Image.open(io.BytesIO(base64.b64decode(body["image"].split(",", 1)[1])))
+    assert photo.size == (128, 96) and photo.format == "JPEG" and not photo.getexif()
+    assert "image" not in upload(client).get_json()
+
+
+def test_links_use_the_configured_public_address_not_the_hosts_header(tmp_path):
+    app = create_app(make_config(tmp_path, PUBLIC_BASE_URL="https://emotions.example.org"))
+    form = {"image": (io.BytesIO(image_bytes()), "face.png")}
+    body = app.test_client().post("/api/v1/predict", data=form, content_type="multipart/form-data",
+                                  headers={"Host": "evil.example"}).get_json()
+    assert body["url"] == f"https://emotions.example.org/a/{body['id']}"

@@ -88,3 +88,24 @@ def test_webapp_never_imports_torch():
             "assert 'torch' not in sys.modules, 'torch was imported'")
     result = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=CHILD_ENV, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_webapp_reaches_the_model_only_through_the_contract():
+    import ast
+
+    # The contract, its errors and label facts, the torch-free clients built on the contract (video timelines),
+    # and helpers without model work (real OS threads, log format).
+    allowed = {"model_server.api", "model_server.errors", "model_server.labels", "model_server.video",
+               "model_server.logs", "model_server.serving.concurrency"}
+    imported = set()
+    for path in (REPO / "webapp").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "model_server":
+                imported.update((f"model_server.{alias.name}", path.relative_to(REPO).as_posix())
+                                for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("model_server"):
+                imported.add((node.module, path.relative_to(REPO).as_posix()))
+            elif isinstance(node, ast.Import):
+                imported.update((alias.name, path.relative_to(REPO).as_posix())
+                                for alias in node.names if alias.name.startswith("model_server"))
+    assert {(module, path) for module, path in imported if module not in allowed} == set()

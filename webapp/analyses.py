@@ -19,6 +19,7 @@ from .db import get_session
 from .errors import Conflict, Forbidden, InvalidInput, NotFound
 from .image_cache import CropCache
 from .media import MediaStore, png_bytes
+from .validation import valid_id
 from .models import CORRECTION_KINDS, Analysis, Correction, Face, utcnow
 
 SOURCES = ("upload", "url", "camera")
@@ -40,6 +41,7 @@ class NewAnalysis:
     faces_omitted: int = 0
     annotated_png: bytes | None = None
     crop_pngs: list[bytes] = field(default_factory=list)
+    image_jpeg: bytes | None = None  # the upright photo re-encoded without EXIF, for this answer only
 
 
 def media() -> MediaStore:
@@ -134,8 +136,8 @@ def numbered_faces(analysis: Analysis) -> list[tuple[int, Face]]:
 
 
 def get_analysis(analysis_id: str) -> Analysis:
-    """Load an analysis with its faces, or raise NotFound."""
-    analysis = get_session().get(Analysis, analysis_id)
+    """Load an analysis with its faces, or raise NotFound (ids of the wrong shape never reach the database)."""
+    analysis = get_session().get(Analysis, analysis_id) if valid_id(analysis_id) else None
     if analysis is None:
         raise NotFound(f"no analysis {analysis_id!r} (it may have been deleted)")
     return analysis

@@ -41,8 +41,8 @@ def _option(name: str, body: dict[str, Any]) -> bool:
     return value is True or str(value).lower() in _TRUE
 
 
-def _data_url(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode()
+def _data_url(data: bytes, mime: str = "image/png") -> str:
+    return f"data:{mime};base64," + base64.b64encode(data).decode()
 
 
 def analysis_dict(analysis: Analysis) -> dict[str, Any]:
@@ -52,9 +52,17 @@ def analysis_dict(analysis: Analysis) -> dict[str, Any]:
             "model": {"name": analysis.model_name, "version": analysis.model_version},
             # index: the model's order (largest face first), never changes; number: as pages label it.
             "faces": faces_json(analysis), "note": APPEARANCE_NOTE,
-            "url": url_for("photo.analysis", analysis_id=analysis.id, _external=True),
-            "photo_url": url_for("photo.photo", analysis_id=analysis.id, _external=True)
-            if analysis.photo_path else None}
+            "url": _public_url("photo.analysis", analysis_id=analysis.id),
+            "photo_url": _public_url("photo.photo", analysis_id=analysis.id) if analysis.photo_path else None}
+
+
+def _public_url(endpoint: str, **values: Any) -> str:
+    """An absolute link on the configured public address; the request's Host header only when none is set
+    (a client's Host header must not decide where links point)."""
+    base = current_app.config["PUBLIC_BASE_URL"]
+    if base:
+        return base.rstrip("/") + url_for(endpoint, **values)
+    return url_for(endpoint, _external=True, **values)
 
 
 def correction_dict(correction: Correction) -> dict[str, Any]:
@@ -82,7 +90,7 @@ def predict():
                            code="missing_image")
     outcome = photo_service.analyse_photo(data, source, keep_photo=_option("keep_photo", body),
                                           want_annotated=_option("annotate", body),
-                                          want_crops=_option("crops", body))
+                                          want_crops=_option("crops", body), want_image=_option("image", body))
     if _has_session_cookie():
         # Browsers that loaded our pages also own it by session; token clients get no cookie at all.
         analyses.remember_owner(outcome.analysis.id)
@@ -94,6 +102,8 @@ def predict():
                             "analysed; the largest faces were kept")
     if outcome.annotated_png is not None:
         answer["annotated_image"] = _data_url(outcome.annotated_png)
+    if outcome.image_jpeg is not None:
+        answer["image"] = _data_url(outcome.image_jpeg, "image/jpeg")
     if outcome.crop_pngs:
         for face, png in zip(answer["faces"], outcome.crop_pngs):
             face["crop"] = _data_url(png)
@@ -121,7 +131,7 @@ def feedback():
     return jsonify(correction_dict(correction)), 201
 
 
-@bp.delete("/analyses/<analysis_id>/faces/<int:face_index>/feedback")
+@bp.delete("/analyses/<analysis_id:analysis_id>/faces/<int:face_index>/feedback")
 @feedback_limit
 def withdraw_feedback(analysis_id: str, face_index: int):
     """Withdraw the owner's answer about one face; needs X-Delete-Token or the session that made it."""
@@ -129,13 +139,13 @@ def withdraw_feedback(analysis_id: str, face_index: int):
     return "", 204
 
 
-@bp.get("/analyses/<analysis_id>")
+@bp.get("/analyses/<analysis_id:analysis_id>")
 def get_analysis(analysis_id: str):
     """An analysis by id: boxes and probabilities (the photo only if its owner chose to keep it)."""
     return jsonify(analysis_dict(analyses.get_analysis(analysis_id)))
 
 
-@bp.delete("/analyses/<analysis_id>")
+@bp.delete("/analyses/<analysis_id:analysis_id>")
 def delete_analysis(analysis_id: str):
     """Delete an analysis and its files; needs X-Delete-Token or the session that made it."""
     analyses.delete_analysis(analysis_id, request.headers.get("X-Delete-Token"))

@@ -47,6 +47,8 @@ class Config:
     RATELIMIT_ENABLED: bool = True
     PREDICT_RATE_LIMIT: str = "30 per minute"
     FEEDBACK_RATE_LIMIT: str = "60 per minute"
+    # e.g. https://emotions.example.org: absolute links in API answers use it instead of the request's Host.
+    PUBLIC_BASE_URL: str | None = None
     PROXY_FIX_HOPS: int = 0  # proxies in front of the app whose X-Forwarded-For is trusted (rate limits)
 
     # Live webcam (/live): a 480 px JPEG at quality 0.7 is ~30 KB, so 512 KB leaves room for a 1080p camera.

@@ -15,7 +15,9 @@ def _error(description: str) -> dict[str, Any]:
 def _options() -> list[dict[str, Any]]:
     flags = {
         "annotate": "Add `annotated_image`: a PNG data URL of the photo with boxes and labels (not stored).",
-        "crops": "Add `crop` to every face: a PNG data URL of the face (not stored).",
+        "crops": "Add `crop` to every face: a PNG data URL of the 48x48 grayscale face the model saw (not stored).",
+        "image": "Add `image`: the upright photo as a JPEG data URL without EXIF, to draw your own boxes on "
+                 "(not stored).",
         "keep_photo": "Keep the photo (re-encoded, EXIF removed) so the permalink page shows it. Default false.",
     }
     return [{"name": name, "in": "query", "required": False, "description": text + " Also accepted as a "
@@ -51,7 +53,7 @@ def openapi_document() -> dict[str, Any]:
                         "image_url": {"type": "string", "format": "uri",
                                       "description": "Public http(s) URL; private, loopback, link-local and "
                                                      "metadata addresses are refused."},
-                        "annotate": {"type": "boolean"}, "crops": {"type": "boolean"},
+                        "annotate": {"type": "boolean"}, "crops": {"type": "boolean"}, "image": {"type": "boolean"},
                         "keep_photo": {"type": "boolean"}}}}}},
                 "responses": {
                     "200": {"description": "The analysis (faces may be empty).", "content": {"application/json": {
@@ -166,7 +168,8 @@ def openapi_document() -> dict[str, Any]:
             "Prediction": {"allOf": [{"$ref": "#/components/schemas/Analysis"}, {"type": "object", "properties": {
                 "delete_token": {"type": "string", "description": "Shown once; send as X-Delete-Token."},
                 "timings_ms": {"type": "object"},
-                "annotated_image": {"type": "string", "description": "Only with annotate=true."}}}]},
+                "annotated_image": {"type": "string", "description": "Only with annotate=true."},
+                "image": {"type": "string", "description": "Only with image=true."}}}]},
             "VideoJob": {"type": "object", "properties": {
                 "id": {"type": "string"},
                 "status": {"type": "string", "enum": ["queued", "running", "done", "failed", "cancelled"]},

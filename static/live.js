@@ -11,6 +11,7 @@
   const MIN_INTERVAL_MS = 1000 / Number(root.dataset.maxFps || 30);
   const SEND_WIDTH = 480;  // small frames: faster upload and decode, still enough pixels for a face
   const JPEG_QUALITY = 0.7;
+  const MAX_IN_FLIGHT = 2;  // frames sent and not yet answered
   const ACK_TIMEOUT_MS = 10000;  // an answer lost to a reconnect must not stall the loop forever
   const SMOOTHING = 0.3;  // weight of the newest frame in the moving average
   const HISTORY_S = 60;
@@ -28,6 +29,7 @@
   let history = [];  // {t: seconds, values: percentages or null when no face} of the largest face
   let chart = null;  // the uPlot chart, made once the library has loaded
   let answerTimes = [], lastSentAt = 0, lastTop = "";
+  let inFlight = 0, pending = 0, lastSeq = -1;  // frames awaiting an answer, frames about to be sent
 
   function say(message) { $("live-status").textContent = message; }
   function fail(message) { $("live-error").textContent = message; }
@@ -48,7 +50,8 @@
     await video.play();
     // WebSocket only: long-polling would send every binary frame as a separate HTTP request.
     socket = io("/live", {transports: ["websocket"], reconnectionDelayMax: 5000});
-    socket.on("connect", () => { say("Connected: analysing your camera."); scheduleFrame(); });
+    // Frame numbers start again on a new connection.
+    socket.on("connect", () => { lastSeq = -1; say("Connected: analysing your camera."); scheduleFrame(); });
     socket.on("disconnect", () => say("Disconnected; reconnecting…"));
     socket.on("connect_error", () => fail("The live service cannot be reached; retrying…"));
     socket.on("error", (body) => fail(body && body.message ? body.message : "The server refused a frame."));
@@ -85,15 +88,18 @@
   }
 
   function scheduleFrame() {
-    // Paced by acknowledgement: called once per answer, so at most one frame is ever in flight.
-    if (!running || frozen) return;
+    // Paced by acknowledgement with a window of MAX_IN_FLIGHT frames: the next frame travels while the
+    // server works on the previous one, so the frame rate is not capped by the round trip. The server still
+    // analyses only the newest waiting frame per client.
+    if (!running || frozen || inFlight + pending >= MAX_IN_FLIGHT) return;
+    pending += 1;
     const wait = Math.max(0, lastSentAt + MIN_INTERVAL_MS - performance.now());
-    setTimeout(sendFrame, wait);
+    setTimeout(() => { pending -= 1; sendFrame(); }, wait);
   }
 
   function sendFrame() {
     if (!running || frozen || !socket || !socket.connected || !video.videoWidth) {
-      if (running && !frozen) setTimeout(sendFrame, 100);
+      if (running && !frozen) setTimeout(scheduleFrame, 100);
       return;
     }
     capture.width = SEND_WIDTH;
@@ -103,11 +109,16 @@
       if (!blob || !socket) { scheduleFrame(); return; }
       const buffer = await blob.arrayBuffer();
       const sentAt = lastSentAt = performance.now();
+      inFlight += 1;
       socket.timeout(ACK_TIMEOUT_MS).emit("frame", buffer, (timedOut, answer) => {
-        // An answer landing after a freeze must not replace the faces being corrected.
-        if (!timedOut && answer && !answer.error && !answer.dropped && !frozen) onAnswer(answer, buffer, sentAt);
+        inFlight -= 1;
+        // An answer landing after a freeze must not replace the faces being corrected, and an answer older
+        // than the one on screen (possible with two frames in flight) is skipped.
+        const fresh = answer && !answer.error && !answer.dropped && answer.seq > lastSeq;
+        if (!timedOut && fresh && !frozen) { lastSeq = answer.seq; onAnswer(answer, buffer, sentAt); }
         scheduleFrame();
       });
+      scheduleFrame();  // fill the window
     }, "image/jpeg", JPEG_QUALITY);
   }
 

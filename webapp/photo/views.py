@@ -80,19 +80,19 @@ def _results_context(analysis_id: str) -> dict:
     return context
 
 
-@bp.get("/a/<analysis_id>")
+@bp.get("/a/<analysis_id:analysis_id>")
 def analysis(analysis_id: str):
     """The permalink page of one analysis."""
     return render_template("analysis.html", **_results_context(analysis_id))
 
 
-@bp.get("/a/<analysis_id>/results")
+@bp.get("/a/<analysis_id:analysis_id>/results")
 def results(analysis_id: str):
     """Just the results block, inserted by the upload page's JS (one template serves both pages)."""
     return render_template("_results.html", **_results_context(analysis_id))
 
 
-@bp.get("/a/<analysis_id>/photo")
+@bp.get("/a/<analysis_id:analysis_id>/photo")
 def photo(analysis_id: str):
     """The photo, only if its owner chose to keep it."""
     analysis = analyses.get_analysis(analysis_id)
@@ -101,7 +101,7 @@ def photo(analysis_id: str):
     return send_file(analyses.media().path(analysis.photo_path), mimetype="image/jpeg", max_age=3600)
 
 
-@bp.post("/a/<analysis_id>/faces/<int:face_index>/feedback")
+@bp.post("/a/<analysis_id:analysis_id>/faces/<int:face_index>/feedback")
 @feedback_limit
 def feedback(analysis_id: str, face_index: int):
     """No-JavaScript answer form ("it's right" or the right emotion): store it, then come back with a thank-you."""
@@ -113,7 +113,7 @@ def feedback(analysis_id: str, face_index: int):
     return redirect(url_for("photo.analysis", analysis_id=analysis_id, _anchor=f"face-{face_index}"))
 
 
-@bp.post("/a/<analysis_id>/faces/<int:face_index>/feedback/withdraw")
+@bp.post("/a/<analysis_id:analysis_id>/faces/<int:face_index>/feedback/withdraw")
 @feedback_limit
 def withdraw_feedback(analysis_id: str, face_index: int):
     """No-JavaScript withdraw button: delete the visitor's answer about one face."""
@@ -122,7 +122,7 @@ def withdraw_feedback(analysis_id: str, face_index: int):
     return redirect(url_for("photo.analysis", analysis_id=analysis_id, _anchor=f"face-{face_index}"))
 
 
-@bp.post("/a/<analysis_id>/delete")
+@bp.post("/a/<analysis_id:analysis_id>/delete")
 def delete(analysis_id: str):
     """No-JavaScript delete button (shown only to the session that made the analysis)."""
     analyses.delete_analysis(analysis_id, None)

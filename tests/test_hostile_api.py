@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import re
 import socket
 
 import pytest
@@ -15,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
 
 from hostile_corpus import corpus
+from test_storage import database  # noqa: F401 - the SQLite / PostgreSQL fixture
 from web_helpers import image_bytes, make_config, upload
 from webapp import create_app
 from webapp.inference import close_predictor
@@ -116,3 +118,32 @@ def test_the_json_api_survives_property_based_fuzzing(app):
             case.call_and_validate(checks=[not_a_server_error, json_error_body])
 
         survives()
+
+
+JUNK_IDS = ["ab%00cd", "ab%00cdefghijklmn", "%ED%A0%80", "%F0%9F%98%80" * 4, "..%2f..%2fetc", "a" * 300]
+
+
+def test_junk_ids_on_every_route_that_takes_one_never_reach_the_database(database, tmp_path):
+    url, schema = database  # SQLite and, where it runs, PostgreSQL, which refused a NUL byte with a 500
+    app = create_app(make_config(tmp_path, DATABASE_URL=url, DATABASE_SCHEMA=schema))
+    client = app.test_client()
+    try:
+        rules = [rule for rule in app.url_map.iter_rules() if "analysis_id" in rule.arguments]
+        assert rules
+        for rule in rules:
+            for junk in JUNK_IDS:
+                path = re.sub(r"<(?:\w+:)?analysis_id>", junk, rule.rule)
+                path = re.sub(r"<(?:\w+:)?(\w+)>", "0", path)  # face_index and the like
+                for method in sorted(rule.methods - {"HEAD", "OPTIONS"}):
+                    response = client.open(path, method=method, json={})
+                    if path.startswith("/api/"):
+                        _assert_clean_answer(response, f"{method} {path}")
+                    else:  # pages answer with an HTML error page
+                        assert response.status_code < 500, f"{method} {path}: {response.status_code}"
+        api_client = app.test_client()  # no page visited, so no session cookie and no CSRF token needed
+        for junk in ["ab\x00cd", "\ud800", "a" * 300]:
+            feedback = api_client.post("/api/v1/feedback", json={"analysis_id": junk, "face_index": 0, "emotion": "happy"})
+            _assert_clean_answer(feedback, repr(junk))
+    finally:
+        close_predictor(app)
+        app.extensions["emotion_lens.db"].engine.dispose()

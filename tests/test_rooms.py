@@ -378,6 +378,9 @@ def test_both_stores_keep_rooms_the_same_way(store):
         assert room.mood == {29000000: {"p": [0.5] * 8}}  # minute numbers stay numbers
     with store.edit("missing") as room:
         assert room is None
+    looked = store.get("r1")  # a read-only copy: changing it changes nothing
+    looked.recording = False
+    assert store.get("r1").recording and store.get("missing") is None
     store.bind("s1", "r1", "p")
     assert store.member("s1") == ("r1", "p") and store.count() == 1 and store.room_ids() == ["r1"]
     store.delete("r1")

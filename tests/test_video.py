@@ -201,6 +201,15 @@ def test_a_browser_may_upload_a_video_larger_than_a_photo(client, clip):
                        headers={"X-CSRFToken": token}).status_code == 413  # photos keep their own cap
 
 
+@pytest.mark.parametrize("app_config", [{"VIDEO_MAX_RESULTS": 1}], indirect=True)
+def test_only_the_newest_results_are_kept(client, clip):
+    first = post_clip(client, clip.read_bytes(), fps="1").get_json()["status_url"]
+    wait_done(client, first)
+    second = post_clip(client, clip.read_bytes(), fps="1").get_json()["status_url"]
+    assert wait_done(client, second)["status"] == "done"
+    assert client.get(first).status_code == 404  # the older result made way
+
+
 @pytest.mark.parametrize("app_config", [{"VIDEO_MAX_SECONDS": 2.0}], indirect=True)
 def test_length_limit(client, clip):
     answer = post_clip(client, clip.read_bytes())

@@ -135,8 +135,7 @@ def is_host(room_id: str) -> bool:
 
 def room_exists(room_id: str) -> bool:
     """True when the room is open."""
-    with _rooms().store.edit(room_id) as room:
-        return room is not None
+    return _rooms().store.get(room_id) is not None
 
 
 def recorded_minutes(room_id: str) -> list[dict[str, Any]]:
@@ -386,10 +385,10 @@ def share_frame(sid: str, data: Any) -> dict[str, Any]:
     # Frames are the room's heartbeat: while anyone shares, the long-away are dropped every few seconds.
     if time.time() - _rooms().tidied.get(room_id, 0.0) > TIDY_SECONDS and _tidy(room_id) is None:
         raise NotSharing("this room has closed")
-    with _rooms().store.edit(room_id) as room:
-        person = room.participants.get(person_id) if room else None
-        if person is None or not person.sharing or connection is None:
-            raise NotSharing("turn sharing on to send frames")
+    room = _rooms().store.get(room_id)  # a read-only look: the result is written under the lock below
+    person = room.participants.get(person_id) if room else None
+    if person is None or not person.sharing or connection is None:
+        raise NotSharing("turn sharing on to send frames")
     if not connection.frames.take():
         raise RateLimited(f"more than {_config('ROOM_MAX_FPS')} frames a second; wait for each answer")
     jpeg = _checked_jpeg(data)

@@ -91,6 +91,12 @@ class MemoryRoomStore(_LocalMembers):
         with self._lock:
             yield self._rooms.get(room_id)
 
+    def get(self, room_id: str) -> Room | None:
+        """A copy of the room as it is now, for reading only (None if there is none)."""
+        with self._lock:
+            room = self._rooms.get(room_id)
+            return None if room is None else room_from_json(room_to_json(room))
+
     def delete(self, room_id: str) -> None:
         """Forget a room and this process's connections to it."""
         with self._lock:
@@ -153,6 +159,11 @@ class RedisRoomStore(_LocalMembers):
             yield room
             if room is not None:  # an edit that raised writes nothing back
                 self._redis.set(self._key(room_id), room_to_json(room), ex=self.ttl_s, xx=True)
+
+    def get(self, room_id: str) -> Room | None:
+        """The room as it is now, for reading only (None if there is none); no lock, no write."""
+        raw = self._redis.get(self._key(room_id))
+        return room_from_json(raw) if raw is not None else None
 
     def delete(self, room_id: str) -> None:
         """Forget a room (for every process) and this process's connections to it."""

@@ -38,6 +38,7 @@ DEFAULTS: dict[str, Any] = {
     "VIDEO_WORKERS": 1,  # clips are analysed one at a time, so photos and live frames keep most of the model
     "VIDEO_MAX_JOBS": 8,  # queued plus running; more uploads get 503 instead of waiting for hours
     "VIDEO_RESULT_SECONDS": 3600,  # a finished timeline stays this long, so a reloaded page still finds it
+    "VIDEO_MAX_RESULTS": 200,  # finished timelines kept at most (the oldest go first): a bound on memory
     "VIDEO_RATE_LIMIT": "10 per hour",
 }
 # Container signatures: ISO-BMFF (MP4, MOV) has "ftyp" (or an old QuickTime atom) at byte 4; WebM is EBML.
@@ -90,6 +91,7 @@ class VideoJobs:
         self.max_seconds = float(config["VIDEO_MAX_SECONDS"])
         self.predictor_spec = predictor_spec  # (spec, options) the app's predictor was built from
         self.max_jobs, self.keep_seconds = int(config["VIDEO_MAX_JOBS"]), float(config["VIDEO_RESULT_SECONDS"])
+        self.max_results = int(config["VIDEO_MAX_RESULTS"])
         self.workers = int(config["VIDEO_WORKERS"])
         self._jobs: dict[str, VideoJob] = {}
         # A real lock held only for dict updates: the event loop never waits on it for long.
@@ -130,10 +132,13 @@ class VideoJobs:
             self._jobs.pop(job_id, None)
 
     def _expire(self) -> None:
-        """Forget finished jobs older than VIDEO_RESULT_SECONDS (called with the lock held)."""
+        """Forget finished jobs older than VIDEO_RESULT_SECONDS or beyond VIDEO_MAX_RESULTS (lock held)."""
+        finished = sorted((j for j in self._jobs.values() if j.finished is not None), key=lambda j: j.finished)
         cutoff = time.time() - self.keep_seconds
-        for job_id in [j.id for j in self._jobs.values() if j.finished is not None and j.finished < cutoff]:
-            del self._jobs[job_id]
+        excess = max(0, len(finished) - self.max_results)
+        for number, job in enumerate(finished):
+            if number < excess or job.finished < cutoff:
+                del self._jobs[job.id]
 
     def _work(self) -> None:
         """Worker thread: run queued jobs one after another until None arrives."""

@@ -14,7 +14,7 @@ from ..errors import AnalysisError, ModelBusyError, ModelUnavailableError
 from .batching import BatcherClosed, DynamicBatcher
 from .classifier import EmotionClassifier
 from .config import ServingConfig
-from .detector import FaceDetector, HaarFaceDetector, square_box
+from .detector import FaceDetector, HaarFaceDetector, create_detector, square_box
 from .draw import annotate
 from .imaging import decode_image, encode_image
 
@@ -200,14 +200,10 @@ def create_engine(batching: bool = True, **settings: Any) -> Engine:
         cv2.setNumThreads(config.threads)
     classifier = EmotionClassifier(config.checkpoint, device=config.device)
     classifier.warm_up()
-    photo_detector = HaarFaceDetector(**_given(max_side=config.photo_detect_max_side,
-                                               min_face_fraction=config.photo_min_face_fraction))
-    live_detector = HaarFaceDetector(max_side=config.live_detect_max_side,
-                                     min_face_fraction=config.live_min_face_fraction)
+    photo_detector = create_detector("photo", max_side=config.photo_detect_max_side,
+                                     min_face_fraction=config.photo_min_face_fraction)
+    live_detector = create_detector("live", max_side=config.live_detect_max_side,
+                                    min_face_fraction=config.live_min_face_fraction)
     return Engine(config, photo=_ModeRunner(photo_detector, classifier, config.photo_tta, config, batching),
                   live=_ModeRunner(live_detector, classifier, config.live_tta, config, batching))
 
-
-def _given(**values: Any) -> dict[str, Any]:
-    """Only the settings that are set, so the detector's own defaults apply to the rest."""
-    return {key: value for key, value in values.items() if value is not None}

@@ -148,6 +148,17 @@ def test_upload_gives_a_job_whose_result_is_a_timeline(client, clip):
     assert client.get(body["status_url"]).status_code == 404
 
 
+@pytest.mark.parametrize(("suffix", "fourcc"), [(".webm", "VP80"), (".mov", "mp4v")])
+def test_webm_and_mov_clips_are_accepted(client, tmp_path, suffix, fourcc):
+    path = tmp_path / f"clip{suffix}"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), 10, (128, 96))
+    for number in range(20):
+        writer.write(np.full((96, 128, 3), 10 * number, np.uint8))
+    writer.release()
+    done = wait_done(client, post_clip(client, path.read_bytes(), path.name).get_json()["status_url"])
+    assert done["status"] == "done" and done["result"]["frames"] == 4 and done["result"]["duration"] == 2.0
+
+
 def test_the_clip_file_is_deleted_when_the_job_ends(client, clip, app):
     body = post_clip(client, clip.read_bytes(), fps="1").get_json()
     job = app.extensions["emotion_lens.video"].get(body["id"])

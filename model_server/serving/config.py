@@ -22,8 +22,9 @@ class ServingConfig:
     batch_wait_ms: float = 2.0
     # Haar boxes hug the face; FER2013 crops include a little forehead and chin.
     crop_margin: float = 0.1
-    # A phone photo is 12-50 MP; more is refused from the header before any pixel is decoded.
-    photo_max_pixels: int = 40_000_000
+    # Phones save 12 MP (a few 24 MP) by default; more is refused from the header before any pixel is decoded,
+    # which bounds a decode's memory (a 25 MP RGB image is 75 MB) however small the compressed file is.
+    photo_max_pixels: int = 25_000_000
     # A 1080p webcam frame; browsers send 480-640 px, so anything larger is not a webcam.
     live_max_pixels: int = 1920 * 1080
     # Photos: the thorough detector (several cascades, rotations); hundreds of ms are affordable once.

@@ -9,25 +9,13 @@ import pytest
 import requests
 import socketio
 
-from benchmarks.bench_upload import FAKE_SPEC, free_port, start_server, wait_healthy
+# The live tests' real eventlet server; its slow fake predictor only stalls on one-colour images, and these
+# frames do not even decode, so it answers them at once.
+from test_live_server import server_url  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.slow
 # eventlet's own unmask took ~250 ms per MB on the event loop: 40 frames of 500 KB froze everyone for ~5-7 s.
 WORST_WAIT_S = 1.5
-
-
-@pytest.fixture(scope="module")
-def server_url(tmp_path_factory):
-    """python -m webapp with the fake predictor, as the README runs it."""
-    port = free_port()
-    server = start_server(port, tmp_path_factory.mktemp("flood"), FAKE_SPEC)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, server, timeout_s=60)
-        yield url
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def test_a_flood_of_large_frames_does_not_freeze_other_clients(server_url):

@@ -276,6 +276,8 @@ def test_mood_strip_weighs_every_participant_once(room, app):
     for value in (40, 40, 40):  # Ann sends three frames, Bob one: each still counts once
         call(ann, "frame", jpeg(value))
     call(bob, "frame", jpeg(220))
+    with app.extensions["emotion_lens.rooms"].store.edit(room.id) as stored:  # a minute older than the strip
+        stored.mood[min(stored.mood) - app.config["ROOM_MOOD_MINUTES"]] = {"x": [1.0] * 7 + [1.0]}
     [minute] = call(room.host, "mood")["minutes"]
     assert minute["participants"] == 2
     ann_scores, bob_scores = fake_scores(app, 40), fake_scores(app, 220)

@@ -246,11 +246,9 @@ def mood(sid: str) -> dict[str, Any]:
     first = int(now // 60) - _config("ROOM_MOOD_MINUTES") + 1
     with _rooms().store.edit(room_id) as room:
         _flush(room)
-        for minute in [m for m in room.mood if m < first]:
-            del room.mood[minute]
         strip = [{"minute": datetime.fromtimestamp(minute * 60, timezone.utc).isoformat(),
                   "participants": len(sums), "shares": _shares(sums)}
-                 for minute, sums in sorted(room.mood.items()) if sums]
+                 for minute, sums in sorted(room.mood.items()) if sums and minute >= first]
     return {"minutes": strip}
 
 
@@ -416,6 +414,8 @@ def share_frame(sid: str, data: Any) -> dict[str, Any]:
 def _add(room: Room, person_id: str, probabilities: tuple[float, ...]) -> None:
     """Add one result to this minute's mood sums (and to the recorded sums while recording is active)."""
     minute = int(time.time() // 60)
+    for old in [m for m in room.mood if m <= minute - _config("ROOM_MOOD_MINUTES")]:
+        del room.mood[old]  # the strip shows only the last minutes, even when no host asks for it
     targets = [room.mood] + ([room.recorded] if _recording_active(room) else [])
     for buckets in targets:
         sums = buckets.setdefault(minute, {}).setdefault(person_id, [0.0] * (len(EMOTIONS) + 1))

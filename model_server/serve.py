@@ -209,7 +209,7 @@ class Worker:
 
     def _heartbeat_loop(self) -> None:
         """Publish this worker's description with a short TTL every second until stopped."""
-        value = json.dumps(self.description)
+        value = json.dumps(self.description, default=float)  # numpy figures in a model card, too
         while not self._stop.is_set():
             try:
                 pipe = self.redis.pipeline(transaction=False)

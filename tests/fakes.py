@@ -17,7 +17,7 @@ FAKE_SPEC = "fakes:create_fake_predictor"
 MIN_SIDE = 64  # smaller images have "no face", so tests can exercise the empty answer
 
 
-def decode_rgb(image: bytes | np.ndarray, max_pixels: int = 40_000_000) -> np.ndarray:
+def decode_rgb(image: bytes | np.ndarray, max_pixels: int = 25_000_000) -> np.ndarray:
     """The request's image as RGB, through the model tier's real (torch-free) decoder and its errors."""
     return image if isinstance(image, np.ndarray) else decode_image(image, max_pixels).rgb
 
@@ -33,7 +33,7 @@ class FakePredictor:
 
     runs_locally = True
 
-    def __init__(self, photo_max_pixels: int = 40_000_000) -> None:
+    def __init__(self, photo_max_pixels: int = 25_000_000) -> None:
         self.photo_max_pixels = int(photo_max_pixels)
         self.info = ModelInfo(name="fake", version="fake-1")
         self.calls = 0
@@ -71,6 +71,6 @@ class FakePredictor:
         """Nothing to release."""
 
 
-def create_fake_predictor(photo_max_pixels: int = 40_000_000, **_settings) -> FakePredictor:
+def create_fake_predictor(photo_max_pixels: int = 25_000_000, **_settings) -> FakePredictor:
     """Factory named by FAKE_SPEC; honours the pixel cap and ignores the real engine's other settings."""
     return FakePredictor(photo_max_pixels)

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from PIL import Image
 from model_server import video
 from model_server.api import Box, FaceResult, ImageAnalysis, ModelInfo
 from model_server.labels import EMOTIONS
+from test_model_tier_web import redis_prefix  # noqa: F401 - a key prefix in the test Redis (skips without Redis)
 from web_helpers import REAL_PREDICTOR, image_bytes
 
 REPO = Path(__file__).resolve().parent.parent
@@ -159,14 +161,14 @@ def test_webm_and_mov_clips_are_accepted(client, tmp_path, suffix, fourcc):
     assert done["status"] == "done" and done["result"]["frames"] == 4 and done["result"]["duration"] == 2.0
 
 
-def test_the_clip_file_is_deleted_when_the_job_ends(client, clip, app):
+def test_the_clip_file_is_deleted_when_the_job_ends(client, clip):
+    before = set(Path(tempfile.gettempdir()).glob("clip-*"))
     body = post_clip(client, clip.read_bytes(), fps="1").get_json()
-    job = app.extensions["emotion_lens.video"].get(body["id"])
     wait_done(client, body["status_url"])
     deadline = time.monotonic() + 5
-    while job.path.exists() and time.monotonic() < deadline:
+    while set(Path(tempfile.gettempdir()).glob("clip-*")) - before and time.monotonic() < deadline:
         time.sleep(0.02)
-    assert not job.path.exists()
+    assert set(Path(tempfile.gettempdir()).glob("clip-*")) - before == set()
 
 
 @pytest.mark.parametrize(("data", "filename", "status", "code"), [
@@ -187,10 +189,20 @@ def test_missing_field_fps_and_mode_are_checked(client, clip):
     assert post_clip(client, clip.read_bytes(), mode="slow").status_code == 422
 
 
+@pytest.fixture(params=["memory", "redis"])
+def board(request):
+    """Every API test runs with the job board in memory and in Redis (skipped without Redis)."""
+    if request.param == "memory":
+        return {}
+    from topology_helpers import REDIS_URL
+
+    return {"VIDEO_STORE_URL": REDIS_URL, "VIDEO_STORE_PREFIX": request.getfixturevalue("redis_prefix") + ":"}
+
+
 @pytest.fixture
-def app_config(app_config, request):
-    """Limits low enough for the test clip to exceed them, when a test asks."""
-    return {**app_config, **getattr(request, "param", {})}
+def app_config(app_config, request, board):
+    """The board's settings, and limits low enough for the test clip to exceed them when a test asks."""
+    return {**app_config, **board, **getattr(request, "param", {})}
 
 
 @pytest.mark.parametrize("app_config", [{"VIDEO_MAX_BYTES": 10_000}], indirect=True)
@@ -213,7 +225,9 @@ def test_a_browser_may_upload_a_video_larger_than_a_photo(client, clip):
 
 
 @pytest.mark.parametrize("app_config", [{"VIDEO_MAX_RESULTS": 1}], indirect=True)
-def test_only_the_newest_results_are_kept(client, clip):
+def test_only_the_newest_results_are_kept(client, clip, board):
+    if board:
+        pytest.skip("Redis keeps results for VIDEO_RESULT_SECONDS and bounds memory by its own policy")
     first = post_clip(client, clip.read_bytes(), fps="1").get_json()["status_url"]
     wait_done(client, first)
     second = post_clip(client, clip.read_bytes(), fps="1").get_json()["status_url"]
@@ -297,12 +311,52 @@ def create_remote_like(**_options) -> RemoteLike:
 
 @pytest.mark.parametrize("app_config", [{"PREDICTOR": "test_video:create_remote_like"}], indirect=True)
 def test_a_remote_model_gets_jpeg_frames_from_the_workers_own_predictor(client, clip, app):
+    web = app.extensions["emotion_lens.inference"].predictor  # the one requests use, built with the app
+    RemoteLike.built.clear()
     done = wait_done(client, post_clip(client, clip.read_bytes(), fps="2").get_json()["status_url"])
     assert done["status"] == "done" and len(done["result"]["tracks"][0]["samples"]) == 6
-    web = app.extensions["emotion_lens.inference"].predictor  # the one requests use
-    [worker] = [predictor for predictor in RemoteLike.built if predictor is not web]  # the worker thread's own
+    [worker] = RemoteLike.built  # the worker thread's own, built in that thread
     assert web.images == [] and len(worker.images) == 6
     assert all(isinstance(image, bytes) and image.startswith(b"\xff\xd8") for image in worker.images)
+
+
+def test_any_web_process_answers_for_a_job_in_redis(app_config, redis_prefix, clip):
+    """Two apps (as two processes would be) on one Redis board: upload to one, ask and cancel on the other."""
+    from fakes import FakePredictor
+    from topology_helpers import REDIS_URL
+    from webapp import create_app
+    from webapp.inference import close_predictor
+
+    shared = {"VIDEO_STORE_URL": REDIS_URL, "VIDEO_STORE_PREFIX": redis_prefix + ":v:"}
+    first, second = create_app({**app_config, **shared}), create_app({**app_config, **shared})
+    try:
+        taker, other = first.test_client(), second.test_client()
+        done = wait_done(other, post_clip(taker, clip.read_bytes(), fps="2").get_json()["status_url"])
+        assert done["status"] == "done" and len(done["result"]["tracks"][0]["samples"]) == 6
+        # A slow job on the first process, cancelled through the second: the worker stops at the next frame.
+        fake, calls = first.extensions["emotion_lens.inference"].predictor, []
+
+        class Slow(FakePredictor):
+            def analyze(self, request):
+                calls.append(1)
+                time.sleep(0.2)
+                return fake.analyze(request)
+
+        first.extensions["emotion_lens.inference"].predictor = Slow()
+        status_url = post_clip(taker, clip.read_bytes(), fps="10").get_json()["status_url"]
+        deadline = time.monotonic() + 10
+        while other.get(status_url).get_json()["status"] != "running" and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert other.delete(status_url).status_code == 204
+        time.sleep(0.5)
+        seen = len(calls)
+        time.sleep(0.5)
+        assert len(calls) == seen < 30 and taker.get(status_url).status_code == 404
+    finally:
+        for each in (first, second):
+            each.extensions["emotion_lens.video"].close()
+            close_predictor(each)
+            each.extensions["emotion_lens.db"].engine.dispose()
 
 
 def test_openapi_describes_the_video_routes(client):

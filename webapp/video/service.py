@@ -1,8 +1,7 @@
 """Video jobs: an uploaded clip is checked, written to a temporary file, and analysed by a real OS thread.
 
-The clip is deleted as soon as its job ends; only the timeline (numbers) stays, in memory, for
-VIDEO_RESULT_SECONDS. Jobs live in this process's memory: a multi-process deployment must send a job's
-status requests to the process that took the upload (or keep jobs in a shared store).
+The clip is deleted as soon as its job ends; only the timeline (numbers) stays, for VIDEO_RESULT_SECONDS,
+on the job board (this process's memory, or Redis so that every web process can answer for every job).
 """
 
 from __future__ import annotations
@@ -26,6 +25,7 @@ from model_server.errors import AnalysisError
 from model_server.serving.concurrency import queue, threading
 
 from .. import inference
+from .board import make_job_board
 from ..errors import AppError, InvalidInput, NotFound, ServiceUnavailable
 
 log = logging.getLogger(__name__)
@@ -38,8 +38,12 @@ DEFAULTS: dict[str, Any] = {
     "VIDEO_WORKERS": 1,  # clips are analysed one at a time, so photos and live frames keep most of the model
     "VIDEO_MAX_JOBS": 8,  # queued plus running; more uploads get 503 instead of waiting for hours
     "VIDEO_RESULT_SECONDS": 3600,  # a finished timeline stays this long, so a reloaded page still finds it
-    "VIDEO_MAX_RESULTS": 200,  # finished timelines kept at most (the oldest go first): a bound on memory
+    "VIDEO_MAX_RESULTS": 200,  # finished timelines kept at most in memory (the oldest go first)
     "VIDEO_RATE_LIMIT": "10 per hour",
+    # redis://HOST:PORT/DB shared by several web processes: any of them answers status and cancel requests
+    # for any job (the clip is still analysed by the process that took it); None keeps jobs in memory.
+    "VIDEO_STORE_URL": None,
+    "VIDEO_STORE_PREFIX": "emo:videos:",
 }
 # Container signatures: ISO-BMFF (MP4, MOV) has "ftyp" (or an old QuickTime atom) at byte 4; WebM is EBML.
 _SUFFIXES = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".webm": "webm"}
@@ -63,37 +67,32 @@ class UnsupportedVideo(AppError):
 
 @dataclass
 class VideoJob:
-    """One clip's analysis: status, progress (0..1), the timeline when done, the error when failed."""
+    """One clip's analysis as its worker sees it: the clip, the settings, the model, the cancel flag."""
 
     id: str
     path: Path
     fps: float
     mode: str
     predictor: Predictor
-    status: str = "queued"  # queued, running, done, failed, cancelled
-    progress: float = 0.0
-    result: dict[str, Any] | None = None
-    error: dict[str, str] | None = None
-    created: float = field(default_factory=time.time)
-    finished: float | None = None
     cancel: threading.Event = field(default_factory=threading.Event)
 
-    def as_dict(self) -> dict[str, Any]:
-        """The status answer: ``{id, status, progress, result, error}``."""
-        return {"id": self.id, "status": self.status, "progress": round(self.progress, 3), "fps": self.fps,
-                "mode": self.mode, "result": self.result, "error": self.error}
+    def record(self, status: str, progress: float = 0.0, result: dict[str, Any] | None = None,
+               error: dict[str, str] | None = None) -> dict[str, Any]:
+        """The status answer ``{id, status, progress, fps, mode, result, error}`` (plus when it finished)."""
+        finished = time.time() if status in ("done", "failed", "cancelled") else None
+        return {"id": self.id, "status": status, "progress": round(progress, 3), "fps": self.fps,
+                "mode": self.mode, "result": result, "error": error, "finished": finished}
 
 
 class VideoJobs:
-    """The app's video jobs and the real OS threads that run them (kept in ``app.extensions``)."""
+    """The app's video jobs: their status board and the real OS threads that run this process's jobs."""
 
     def __init__(self, config: Mapping[str, Any], predictor_spec: tuple[str, dict] | None = None) -> None:
         self.max_seconds = float(config["VIDEO_MAX_SECONDS"])
         self.predictor_spec = predictor_spec  # (spec, options) the app's predictor was built from
-        self.max_jobs, self.keep_seconds = int(config["VIDEO_MAX_JOBS"]), float(config["VIDEO_RESULT_SECONDS"])
-        self.max_results = int(config["VIDEO_MAX_RESULTS"])
-        self.workers = int(config["VIDEO_WORKERS"])
-        self._jobs: dict[str, VideoJob] = {}
+        self.max_jobs, self.workers = int(config["VIDEO_MAX_JOBS"]), int(config["VIDEO_WORKERS"])
+        self.board = make_job_board(config)
+        self._local: dict[str, VideoJob] = {}  # this process's queued and running jobs
         # A real lock held only for dict updates: the event loop never waits on it for long.
         self._lock = threading.Lock()
         self._queue: "queue.Queue[VideoJob | None]" = queue.Queue()
@@ -101,44 +100,39 @@ class VideoJobs:
         self._own = threading.local()  # per worker thread: its own remote predictor, when the model is remote
 
     def submit(self, job: VideoJob) -> None:
-        """Queue a job; ServiceUnavailable when too many are waiting or running."""
+        """Queue a job; ServiceUnavailable when too many are waiting or running in this process."""
         with self._lock:
-            self._expire()
-            active = sum(1 for other in self._jobs.values() if other.status in ("queued", "running"))
-            if active >= self.max_jobs:
+            if len(self._local) >= self.max_jobs:
                 raise ServiceUnavailable("too many videos are being analysed; try again later", code="busy")
-            self._jobs[job.id] = job
+            self._local[job.id] = job
             # Threads start with the first job, so apps that never see a video (most tests) start none.
             while len(self._threads) < self.workers:
                 thread = threading.Thread(target=self._work, name=f"video-{len(self._threads)}", daemon=True)
                 thread.start()
                 self._threads.append(thread)
+        self.board.put(job.record("queued"))
         self._queue.put(job)
 
-    def get(self, job_id: str) -> VideoJob:
-        """A job by id, or NotFound."""
-        with self._lock:
-            self._expire()
-            job = self._jobs.get(job_id)
-        if job is None:
+    def get(self, job_id: str) -> dict[str, Any]:
+        """A job's status answer, or NotFound."""
+        record = self.board.get(job_id)
+        if record is None:
             raise NotFound("no such video job (finished results are kept for a limited time)")
-        return job
+        record.pop("finished", None)
+        return record
+
+    def local(self, job_id: str) -> VideoJob | None:
+        """This process's job, while it is queued or running."""
+        with self._lock:
+            return self._local.get(job_id)
 
     def remove(self, job_id: str) -> None:
-        """Cancel a queued or running job (the worker stops before its next frame) and forget it."""
-        job = self.get(job_id)
-        job.cancel.set()
-        with self._lock:
-            self._jobs.pop(job_id, None)
-
-    def _expire(self) -> None:
-        """Forget finished jobs older than VIDEO_RESULT_SECONDS or beyond VIDEO_MAX_RESULTS (lock held)."""
-        finished = sorted((j for j in self._jobs.values() if j.finished is not None), key=lambda j: j.finished)
-        cutoff = time.time() - self.keep_seconds
-        excess = max(0, len(finished) - self.max_results)
-        for number, job in enumerate(finished):
-            if number < excess or job.finished < cutoff:
-                del self._jobs[job.id]
+        """Cancel a queued or running job (its worker stops before the next frame) or forget a finished one."""
+        job = self.local(job_id)
+        if job is not None:
+            job.cancel.set()
+        if not self.board.cancel(job_id) and job is None:
+            raise NotFound("no such video job (finished results are kept for a limited time)")
 
     def _work(self) -> None:
         """Worker thread: run queued jobs one after another until None arrives."""
@@ -147,28 +141,31 @@ class VideoJobs:
                 self._run(job)
             finally:
                 job.path.unlink(missing_ok=True)  # the clip never outlives its job
+                with self._lock:
+                    self._local.pop(job.id, None)
+
+    def _cancelled(self, job: VideoJob) -> bool:
+        """A cancel sent to this process, or to another one (through the board)."""
+        return job.cancel.is_set() or self.board.cancelled(job.id)
 
     def _run(self, job: VideoJob) -> None:
-        if job.cancel.is_set():
-            job.status, job.finished = "cancelled", time.time()
+        if self._cancelled(job):
             return
-        job.status = "running"
+        self.board.put(job.record("running"))
         try:
-            job.result = video.analyse_video(job.path, self._predictor_for(job), fps=job.fps, mode=job.mode,
-                                             max_seconds=self.max_seconds,
-                                             progress=lambda share: setattr(job, "progress", share),
-                                             cancelled=job.cancel.is_set)
-            job.status, job.progress = "done", 1.0
+            result = video.analyse_video(job.path, self._predictor_for(job), fps=job.fps, mode=job.mode,
+                                         max_seconds=self.max_seconds,
+                                         progress=lambda share: self.board.put(job.record("running", share)),
+                                         cancelled=lambda: self._cancelled(job))
+            self.board.put(job.record("done", 1.0, result=result))
         except video.VideoCancelled:
-            job.status = "cancelled"
+            pass  # the board forgot the job when it was cancelled
         except AnalysisError as error:
-            job.status, job.error = "failed", {"error": error.code, "message": error.message}
+            self.board.put(job.record("failed", error={"error": error.code, "message": error.message}))
         except Exception:  # noqa: BLE001 - one broken clip must not kill the worker; the log has the traceback
             log.exception("video job %s failed", job.id)
-            job.status = "failed"
-            job.error = {"error": "internal_error", "message": "the video could not be analysed"}
-        finally:
-            job.finished = time.time()
+            self.board.put(job.record("failed", error={"error": "internal_error",
+                                                       "message": "the video could not be analysed"}))
 
     def _predictor_for(self, job: VideoJob) -> Predictor:
         """The app's in-process model (thread-safe, loaded once), or this worker thread's own remote predictor.
@@ -184,9 +181,9 @@ class VideoJobs:
         return self._own.predictor
 
     def close(self) -> None:
-        """Cancel every job and stop the worker threads."""
+        """Cancel this process's jobs and stop the worker threads."""
         with self._lock:
-            for job in self._jobs.values():
+            for job in self._local.values():
                 job.cancel.set()
             threads, self._threads = self._threads, []
         for _ in threads:

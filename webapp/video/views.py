@@ -48,7 +48,7 @@ def create():
     """Upload a clip (multipart ``video``, optional ``fps`` and ``mode``); 202 with the job's status URL."""
     job = service.start_job(request.files.get("video"), request.form.get("fps"), request.form.get("mode"))
     status_url = url_for("video_api.status", job_id=job.id)
-    return jsonify(id=job.id, status=job.status, status_url=status_url,
+    return jsonify(id=job.id, status="queued", status_url=status_url,
                    page_url=url_for("video.page", job_id=job.id)), 202, {"Location": status_url}
 
 
@@ -57,11 +57,11 @@ def status(job_id: str):
     """``{status, progress, result}``; ``?format=csv`` gives the finished timeline's samples as CSV."""
     job = service.jobs().get(job_id)
     if request.args.get("format") == "csv":
-        if job.result is None:
-            raise Conflict(f"the video is {job.status}; the CSV comes when it is done", code="not_ready")
-        return Response(video.timeline_csv(job.result), mimetype="text/csv",
-                        headers={"Content-Disposition": f'attachment; filename="timeline-{job.id}.csv"'})
-    return jsonify(job.as_dict())
+        if job["result"] is None:
+            raise Conflict(f"the video is {job['status']}; the CSV comes when it is done", code="not_ready")
+        return Response(video.timeline_csv(job["result"]), mimetype="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="timeline-{job_id}.csv"'})
+    return jsonify(job)
 
 
 @api_bp.delete("/videos/<job_id>")

@@ -1,5 +1,5 @@
-"""One emoji room across two web processes (gunicorn + eventlet), sharing rooms in Redis and Socket.IO through
-the Redis message queue: a participant on one process sees the tile of a participant on the other."""
+"""Two web processes of one site (gunicorn + eventlet) sharing Redis: one emoji room across both (rooms in Redis,
+Socket.IO through the Redis queue), and a video uploaded to one, followed and removed through the other."""
 
 from __future__ import annotations
 
@@ -31,7 +31,8 @@ def two_processes(tmp_path, redis_prefix):
                EMO_SECRET_KEY="two-processes-" + "k" * 32, EMO_PREDICTOR="fakes:create_fake_predictor",
                EMO_RATELIMIT_ENABLED="0", EMO_SOCKETIO_MESSAGE_QUEUE=REDIS_URL,
                EMO_SOCKETIO_CHANNEL=f"{redis_prefix}-socketio")
-    factory = f"webapp:create_app({{'ROOM_STORE_URL': {REDIS_URL!r}, 'ROOM_STORE_PREFIX': {redis_prefix + ':'!r}}})"
+    factory = (f"webapp:create_app({{'ROOM_STORE_URL': {REDIS_URL!r}, 'ROOM_STORE_PREFIX': {redis_prefix + ':'!r}, "
+               f"'VIDEO_STORE_URL': {REDIS_URL!r}, 'VIDEO_STORE_PREFIX': {redis_prefix + ':v:'!r}}})")
     ports, processes = [free_port(), free_port()], []
     try:
         for port in ports:  # one after the other: each migrates the shared database at start-up
@@ -92,3 +93,24 @@ def test_a_room_spans_two_web_processes(two_processes):
     finally:
         for client in (host, ann, bob):
             client.disconnect()
+
+
+def test_a_video_job_is_answered_by_either_process(two_processes, tmp_path):
+    from test_video import make_clip
+
+    first, second = two_processes
+    clip = make_clip(tmp_path / "astronaut.mp4")
+    with open(clip, "rb") as handle:
+        answer = requests.post(f"{first}/api/v1/videos", files={"video": ("astronaut.mp4", handle)},
+                               data={"fps": "2"}, timeout=10)
+    assert answer.status_code == 202, answer.text
+    status_path = answer.json()["status_url"]
+    # The worker (a real OS thread under eventlet, with its own Redis client) reports through the board.
+    deadline = time.monotonic() + 30
+    while (body := requests.get(second + status_path, timeout=5).json())["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, body
+        time.sleep(0.1)
+    assert body["status"] == "done" and [len(t["samples"]) for t in body["result"]["tracks"]] == [6]
+    assert requests.get(f"{second}{status_path}?format=csv", timeout=5).text.count("\n") == 7
+    assert requests.delete(second + status_path, timeout=5).status_code == 204
+    assert requests.get(first + status_path, timeout=5).status_code == 404

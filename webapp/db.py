@@ -56,6 +56,10 @@ def upgrade(engine: Engine) -> None:
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Several web processes start together in production; one migrates while the others wait for it
+            # (the lock ends with this transaction), instead of racing to create the same tables.
+            connection.execute(text("SELECT pg_advisory_xact_lock(hashtext('emotion_lens.migrations'))"))
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
 

@@ -87,15 +87,16 @@ def analyze(image: bytes, mode: str = "photo", **wants: Any) -> ImageAnalysis:
     predictor = get_predictor()
     state = _state()
     request = AnalysisRequest(image, mode=mode, deadline=time.time() + state.deadlines[mode], **wants)
+    if not predictor.runs_locally:
+        # A remote predictor only waits on a socket (a green wait under eventlet); the worker tier bounds its
+        # own queue and answers "busy" by the request's deadline.
+        return predictor.analyze(request)
     # A bounded number of analyses may wait; beyond that callers get 503 at once instead of a long queue.
     # Decoding runs inside these slots too: a burst of huge images cannot all be in memory at once.
     if not state.slots.acquire(timeout=state.queue_timeout):
         raise ServiceUnavailable("the model is busy; try again in a moment", code="busy")
     try:
-        if predictor.runs_locally:
-            return run_off_loop(predictor.analyze, request)
-        # A remote predictor only waits on a socket, which eventlet turns into a green wait.
-        return predictor.analyze(request)
+        return run_off_loop(predictor.analyze, request)
     finally:
         state.slots.release()
 

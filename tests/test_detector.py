@@ -93,9 +93,9 @@ def test_suppression_merges_boxes_of_one_face_and_keeps_the_first():
     assert suppress([best, shifted, wider, elsewhere]) == [best, elsewhere]
 
 
-def test_suppression_keeps_a_small_face_beside_a_large_one():
-    large, small_inside = Box(100, 100, 200, 200), Box(110, 110, 40, 40)
-    assert suppress([large, small_inside]) == [large, small_inside]
+def test_suppression_drops_a_small_hit_inside_a_face_but_keeps_faces_beside_it():
+    large, inside, beside, similar = Box(100, 100, 200, 200), Box(230, 110, 30, 30), Box(310, 40, 40, 40), Box(320, 100, 150, 150)
+    assert suppress([large, inside, beside, similar]) == [large, beside, similar]
 
 
 def test_no_face_is_found_in_photographs_without_faces(photo):

@@ -189,16 +189,17 @@ def confirmed(image: np.ndarray, box: tuple[int, int, int, int], cascade: cv2.Ca
 
 
 def overlaps(a: Box, b: Box) -> bool:
-    """Whether two boxes are the same face: IoU above 0.3, or one's centre inside the other at a similar size.
+    """Whether two boxes are the same face: IoU above 0.3, or the smaller one's centre inside the larger.
 
     The centre test catches what IoU misses: cascades box the same face at different sizes (a profile
-    box is wider than a frontal one), and a rotated pass's box is offset from an upright one.
+    box is wider than a frontal one), a rotated pass's box is offset from an upright one, and a small
+    hit on an eye inside a big face is never a second face.
     """
     if a.iou(b) > 0.3:
         return True
     small, large = sorted((a, b), key=lambda box: box.w * box.h)
-    inside = large.x <= small.x + small.w / 2 <= large.x + large.w and large.y <= small.y + small.h / 2 <= large.y + large.h
-    return inside and small.w * small.h * 4 >= large.w * large.h
+    centre_x, centre_y = small.x + small.w / 2, small.y + small.h / 2
+    return large.x <= centre_x <= large.x + large.w and large.y <= centre_y <= large.y + large.h
 
 
 def suppress(ranked: list[Box]) -> list[Box]:

@@ -148,6 +148,10 @@ class FaceTracker:
         self._tracks = kept
         return [int(i) for i in ids]
 
+    def current_boxes(self) -> list[Box]:
+        """Last boxes of the faces still tracked (where to look in the next frame), even if just missed."""
+        return [track.box for track in self._tracks]
+
 
 @dataclass
 class Timeline:

@@ -25,7 +25,7 @@ _TRUE = ("1", "true", "yes", "on")
 
 
 @bp.before_request
-def _protect_cookie_requests() -> None:
+def protect_cookie_requests() -> None:
     """Requests carrying our session cookie act with the browser's identity, so they need the CSRF token."""
     if _has_session_cookie() and request.method not in ("GET", "HEAD"):
         csrf.protect()

@@ -70,6 +70,34 @@ class Config:
     SOCKETIO_CHANNEL: str = "flask-socketio"  # Redis pub/sub ignores the DB number; sites sharing a Redis differ here
     LOG_JSON: bool = False  # one JSON object per log line (for log collectors) instead of plain text
 
+    # Emoji rooms (/rooms/).
+    ROOM_MAX_PARTICIPANTS: int = 12  # a tile grid people can still read at a glance
+    ROOM_MAX_FPS: int = 4  # results per second per participant: an emoji needs no webcam rate
+    ROOM_MAX_ROOMS: int = 200  # rooms per store; each holds at most a few minutes of sums
+    ROOM_NAME_MAX: int = 40
+    ROOM_RECONNECT_SECONDS: int = 30  # a dropped participant keeps their tile (shown as away) this long
+    ROOM_HOST_GRACE_SECONDS: int = 600  # a room whose host stays away this long closes
+    ROOM_MOOD_MINUTES: int = 5  # the host's mood strip covers this many minutes
+    ROOM_CREATE_RATE_LIMIT: str = "20 per hour"
+    # redis://HOST:PORT/DB shared by several web processes (with SOCKETIO_MESSAGE_QUEUE): every process sees
+    # the same rooms; None keeps rooms in this process's memory.
+    ROOM_STORE_URL: str | None = None
+    ROOM_STORE_PREFIX: str = "emo:rooms:"  # Redis key prefix: sites sharing one Redis differ here
+
+    # Video files (/video, POST /api/v1/videos).
+    VIDEO_MAX_BYTES: int = 100 * 1024 * 1024  # a minute of 1080p phone video is ~100 MB
+    VIDEO_MAX_SECONDS: float = 300.0  # at 2 samples a second that is 600 analyses, about a minute of CPU
+    VIDEO_DEFAULT_FPS: float = 2.0  # samples a second: two looks follow a changing expression
+    VIDEO_WORKERS: int = 1  # clips are analysed one at a time, so photos and live frames keep most of the model
+    VIDEO_MAX_JOBS: int = 8  # queued plus running; more uploads get 503 instead of waiting for hours
+    VIDEO_RESULT_SECONDS: int = 3600  # a finished timeline stays this long, so a reloaded page still finds it
+    VIDEO_MAX_RESULTS: int = 200  # finished timelines kept at most in memory (the oldest go first)
+    VIDEO_RATE_LIMIT: str = "10 per hour"
+    # redis://HOST:PORT/DB shared by several web processes: any of them answers status and cancel requests
+    # for any job (the clip is still analysed by the process that took it); None keeps jobs in memory.
+    VIDEO_STORE_URL: str | None = None
+    VIDEO_STORE_PREFIX: str = "emo:videos:"
+
     SESSION_COOKIE_SAMESITE: str = "Lax"
     WTF_CSRF_TIME_LIMIT: int | None = None  # the token lives as long as the session; pages stay open for hours
 

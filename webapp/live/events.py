@@ -55,7 +55,7 @@ def live_error(error: Exception) -> dict[str, str]:
             return body  # the ack says it; an extra error event per refused frame would double the traffic
     else:
         # Tracebacks go to the log only; the client gets a generic message.
-        log.error("unhandled error in /live %s", request.event.get("message"), exc_info=error)
+        log.error("unhandled error in %s %s", request.namespace, request.event.get("message"), exc_info=error)
         body = {"error": "internal_error", "message": "something went wrong on our side; the stream goes on"}
     emit("error", body)
     return body

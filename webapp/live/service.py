@@ -16,14 +16,13 @@ import numpy as np
 from flask import current_app, url_for
 
 from model_server.api import Box, ImageAnalysis, face_json
+from model_server.video import FaceTracker
 
 from .. import analyses, inference
 from ..api import correction_dict
 from ..errors import AppError, Conflict, InvalidInput
 
 _JPEG_MAGIC = b"\xff\xd8\xff"  # every JPEG starts with SOI followed by a marker
-_TRACK_MIN_IOU = 0.3  # boxes of one face in consecutive frames overlap far more than this at webcam rates
-_TRACK_MAX_MISSED = 5  # frames a face may go undetected (a blink, a turned head) before its track ends
 # Full-frame detection runs at least every this many frames, so a face entering the picture appears within
 # about 0.2 s at webcam rate; in between, known faces are only followed around their last boxes.
 FULL_DETECTION_EVERY = 6
@@ -111,46 +110,6 @@ class NewestOnly:
             self._changed.notify_all()
 
 
-@dataclass
-class _Track:
-    id: int
-    box: Box
-    missed: int = 0
-
-
-class FaceTracker:
-    """Follows faces across one client's frames by box overlap, so the browser can smooth each face."""
-
-    def __init__(self) -> None:
-        self._tracks: list[_Track] = []
-        self._ids = itertools.count(1)
-
-    def assign(self, boxes: list[Box]) -> list[int]:
-        """Track ids for this frame's boxes: the best-overlapping previous face, or a new id."""
-        pairs = sorted(((track.box.iou(box), t, b) for t, track in enumerate(self._tracks)
-                        for b, box in enumerate(boxes)), reverse=True)
-        ids: list[int | None] = [None] * len(boxes)
-        taken: set[int] = set()
-        # Greedy by overlap: with a handful of faces this equals the optimal matching in practice.
-        for iou, t, b in pairs:
-            if iou < _TRACK_MIN_IOU:
-                break
-            if t not in taken and ids[b] is None:
-                taken.add(t)
-                ids[b] = self._tracks[t].id
-        kept = [_Track(track.id, track.box, track.missed + 1) for t, track in enumerate(self._tracks)
-                if t not in taken and track.missed < _TRACK_MAX_MISSED]
-        for b, box in enumerate(boxes):
-            ids[b] = ids[b] if ids[b] is not None else next(self._ids)
-            kept.append(_Track(ids[b], box))
-        self._tracks = kept
-        return [int(i) for i in ids]
-
-    def current_boxes(self) -> list[Box]:
-        """Last boxes of the faces still tracked (where to look in the next frame), even if just missed once."""
-        return [track.box for track in self._tracks]
-
-
 class DetectionSchedule:
     """Decides per frame between a full-frame search and following the known faces (stateless model tier)."""
 
@@ -184,7 +143,9 @@ class LiveClient:
     frames: TokenBucket
     corrections: TokenBucket
     slot: NewestOnly = field(default_factory=NewestOnly)
-    tracker: FaceTracker = field(default_factory=FaceTracker)
+    # At webcam rate one face's boxes in consecutive frames overlap far more than 0.3, and a face may go
+    # undetected for 5 frames (a blink, a turned head) before its track ends; video samples are sparser.
+    tracker: FaceTracker = field(default_factory=lambda: FaceTracker(min_iou=0.3, max_missed=5))
     schedule: DetectionSchedule = field(default_factory=DetectionSchedule)
     refused: int = 0  # frames refused for exceeding the budget, over the connection's life
     seq: itertools.count = field(default_factory=itertools.count)
@@ -255,7 +216,7 @@ def disconnect(sid: str) -> None:
     clients().remove(sid)
 
 
-def _checked_jpeg(data: Any) -> bytes:
+def checked_jpeg(data: Any) -> bytes:
     """The frame as bytes if it is a JPEG within the size limit, else BadFrame with a specific code."""
     if not isinstance(data, (bytes, bytearray)):
         raise BadFrame("send each frame as binary JPEG bytes (an ArrayBuffer), not text or JSON")
@@ -280,7 +241,7 @@ def analyse_frame(sid: str, data: Any) -> dict[str, Any]:
                            "send each frame after the previous answer")
         raise RateLimited(f"more than {current_app.config['LIVE_MAX_FPS']} frames a second; "
                           "send the next frame when the previous answer arrives")
-    jpeg = _checked_jpeg(data)
+    jpeg = checked_jpeg(data)
     if not client.slot.enter():
         return {"seq": seq, "dropped": True}
     try:

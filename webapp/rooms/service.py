@@ -27,30 +27,13 @@ from .. import inference
 from ..db import get_session
 from ..errors import AppError, Forbidden, InvalidInput, NotFound
 from ..extensions import socketio
-from ..live.service import NewestOnly, RateLimited, TokenBucket, _checked_jpeg
+from ..live.service import NewestOnly, RateLimited, TokenBucket, checked_jpeg
 from ..models import RoomMinute
 from .store import MemoryRoomStore, Participant, RedisRoomStore, Room, make_room_store
 
 NAMESPACE = "/room"
 TIDY_SECONDS = 5.0  # how stale "away" tiles may get while others keep sharing
 HOSTED = "hosted_rooms"  # session key: ids of the rooms this browser created (the host's only credential)
-
-# Defaults of the room settings (each can be overridden in the app config).
-DEFAULTS: dict[str, Any] = {
-    "ROOM_MAX_PARTICIPANTS": 12,  # a tile grid people can still read at a glance
-    "ROOM_MAX_FPS": 4,  # results per second per participant: an emoji needs no webcam rate
-    "ROOM_MAX_ROOMS": 200,  # rooms per store; each holds at most a few minutes of sums
-    "ROOM_NAME_MAX": 40,
-    "ROOM_RECONNECT_SECONDS": 30,  # a dropped participant keeps their tile (shown as away) this long
-    "ROOM_HOST_GRACE_SECONDS": 600,  # a room whose host stays away this long closes
-    "ROOM_MOOD_MINUTES": 5,  # the host's mood strip covers this many minutes
-    "ROOM_CREATE_RATE_LIMIT": "20 per hour",
-    # redis://HOST:PORT/DB shared by several web processes (with SOCKETIO_MESSAGE_QUEUE): every process sees
-    # the same rooms; None keeps rooms in this process's memory.
-    "ROOM_STORE_URL": None,
-    "ROOM_STORE_PREFIX": "emo:rooms:",  # Redis key prefix: sites sharing one Redis differ here
-}
-
 
 class RoomFull(AppError):
     """The room has ROOM_MAX_PARTICIPANTS already."""
@@ -85,8 +68,6 @@ class Rooms:
 
 def init_rooms(app: Flask) -> None:
     """Fill in the room settings not configured and register the room store (memory, or Redis when configured)."""
-    for name, value in DEFAULTS.items():
-        app.config.setdefault(name, value)
     app.extensions["emotion_lens.rooms"] = Rooms(make_room_store(app.config))
 
 
@@ -389,7 +370,7 @@ def share_frame(sid: str, data: Any) -> dict[str, Any]:
         raise NotSharing("turn sharing on to send frames")
     if not connection.frames.take():
         raise RateLimited(f"more than {_config('ROOM_MAX_FPS')} frames a second; wait for each answer")
-    jpeg = _checked_jpeg(data)
+    jpeg = checked_jpeg(data)
     if not connection.slot.enter():
         return {"dropped": True}
     try:

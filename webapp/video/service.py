@@ -30,21 +30,6 @@ from ..errors import AppError, InvalidInput, NotFound, ServiceUnavailable
 
 log = logging.getLogger(__name__)
 
-# Defaults of the video settings (each can be overridden in the app config).
-DEFAULTS: dict[str, Any] = {
-    "VIDEO_MAX_BYTES": 100 * 1024 * 1024,  # a minute of 1080p phone video is ~100 MB
-    "VIDEO_MAX_SECONDS": 300.0,  # at 2 samples a second that is 600 analyses, about a minute of CPU
-    "VIDEO_DEFAULT_FPS": video.DEFAULT_FPS,
-    "VIDEO_WORKERS": 1,  # clips are analysed one at a time, so photos and live frames keep most of the model
-    "VIDEO_MAX_JOBS": 8,  # queued plus running; more uploads get 503 instead of waiting for hours
-    "VIDEO_RESULT_SECONDS": 3600,  # a finished timeline stays this long, so a reloaded page still finds it
-    "VIDEO_MAX_RESULTS": 200,  # finished timelines kept at most in memory (the oldest go first)
-    "VIDEO_RATE_LIMIT": "10 per hour",
-    # redis://HOST:PORT/DB shared by several web processes: any of them answers status and cancel requests
-    # for any job (the clip is still analysed by the process that took it); None keeps jobs in memory.
-    "VIDEO_STORE_URL": None,
-    "VIDEO_STORE_PREFIX": "emo:videos:",
-}
 # Container signatures: ISO-BMFF (MP4, MOV) has "ftyp" (or an old QuickTime atom) at byte 4; WebM is EBML.
 _SUFFIXES = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".webm": "webm"}
 _QUICKTIME_ATOMS = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")
@@ -192,8 +177,6 @@ class VideoJobs:
 
 def init_video(app: Flask) -> None:
     """Fill in the video settings not configured and register the job registry."""
-    for name, value in DEFAULTS.items():
-        app.config.setdefault(name, value)
     state = app.extensions["emotion_lens.inference"]
     app.extensions["emotion_lens.video"] = VideoJobs(app.config, (state.spec, dict(state.options)))
 

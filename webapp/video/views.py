@@ -7,7 +7,7 @@ from flask import Blueprint, Response, current_app, jsonify, render_template, re
 from model_server import video
 from model_server.labels import EMOJI, EMOTIONS
 
-from ..api import _protect_cookie_requests
+from ..api import protect_cookie_requests
 from ..errors import Conflict
 from ..extensions import csrf, limiter
 from . import service
@@ -28,7 +28,7 @@ def _video_body_limit() -> None:
         request.max_content_length = limit
 
 
-api_bp.before_request(_protect_cookie_requests)
+api_bp.before_request(protect_cookie_requests)
 video_limit = limiter.shared_limit(lambda: current_app.config["VIDEO_RATE_LIMIT"], scope="video")
 
 

@@ -186,6 +186,8 @@ class Topology:
                     EMO_MODEL_URL=f"{self.redis_url}?queue={self.queue}",
                     EMO_SOCKETIO_MESSAGE_QUEUE=self.redis_url, EMO_SOCKETIO_CHANNEL=f"{self.queue}-socketio",
                     EMO_RATELIMIT_STORAGE_URI=self.redis_url, EMO_CROP_CACHE_URL=self.redis_url,
+                    EMO_ROOM_STORE_URL=self.redis_url, EMO_ROOM_STORE_PREFIX=f"{self.queue}:rooms:",
+                    EMO_VIDEO_STORE_URL=self.redis_url, EMO_VIDEO_STORE_PREFIX=f"{self.queue}:videos:",
                     # Shared, as a deployment shares them: signed sessions and kept files work on every process.
                     EMO_SECRET_KEY=f"topology-{self.run_id}-{'k' * 32}", EMO_MEDIA_DIR=str(self.workdir / "media"),
                     **self.web_env)

@@ -89,12 +89,14 @@ def test_the_profile_cascade_runs_on_the_photo_and_its_mirror_image(photo):
 
 
 def test_suppression_merges_boxes_of_one_face_and_keeps_the_first():
-    best, shifted, wider, elsewhere = Box(100, 100, 80, 80), Box(110, 106, 76, 76), Box(90, 95, 130, 110), Box(400, 80, 60, 60)
+    best, shifted = Box(100, 100, 80, 80), Box(110, 106, 76, 76)
+    wider, elsewhere = Box(90, 95, 130, 110), Box(400, 80, 60, 60)  # a profile-like box; another face
     assert suppress([best, shifted, wider, elsewhere]) == [best, elsewhere]
 
 
 def test_suppression_drops_a_small_hit_inside_a_face_but_keeps_faces_beside_it():
-    large, inside, beside, similar = Box(100, 100, 200, 200), Box(230, 110, 30, 30), Box(310, 40, 40, 40), Box(320, 100, 150, 150)
+    large, inside = Box(100, 100, 200, 200), Box(230, 110, 30, 30)  # an eye-sized hit within the face
+    beside, similar = Box(310, 40, 40, 40), Box(320, 100, 150, 150)
     assert suppress([large, inside, beside, similar]) == [large, beside, similar]
 
 

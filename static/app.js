@@ -30,16 +30,23 @@ function placeLabels(photo) {
   // label placed before it; inside the box's corner only when every side is taken.
   const width = photo.clientWidth, height = photo.clientHeight;
   if (!width) return;
-  const boxes = new Map($$(".box", photo).map((el) => [el.dataset.number,
-    {x: el.offsetLeft, y: el.offsetTop, w: el.offsetWidth, h: el.offsetHeight}]));
+  // Fractional rectangles: offsetLeft and friends round to whole pixels, which let a label overlap a face
+  // by a fraction of a pixel at phone scale.
+  const origin = photo.getBoundingClientRect();
+  const rect = (el) => {
+    const r = el.getBoundingClientRect();
+    return {x: r.left - origin.left - photo.clientLeft, y: r.top - origin.top - photo.clientTop, w: r.width, h: r.height};
+  };
+  const boxes = new Map($$(".box", photo).map((el) => [el.dataset.number, rect(el)]));
   const placed = [];
   for (const label of $$(".box-label", photo)) {
     const box = boxes.get(label.dataset.number);
     label.style.fontSize = `${Math.max(10, Math.min(16, box.w * 0.3)).toFixed(1)}px`;
     Object.assign(label.style, {bottom: "auto", left: "0px", top: "0px"});
-    const w = label.offsetWidth, h = label.offsetHeight;
-    const sides = [[box.x, box.y - h], [box.x + box.w - w, box.y - h], [box.x, box.y + box.h],
-                   [box.x + box.w - w, box.y + box.h], [box.x - w - 1, box.y], [box.x + box.w + 1, box.y],
+    const {w, h} = rect(label);
+    const gap = 1;  // a pixel of air between a label and the face it names
+    const sides = [[box.x, box.y - h - gap], [box.x + box.w - w, box.y - h - gap], [box.x, box.y + box.h + gap],
+                   [box.x + box.w - w, box.y + box.h + gap], [box.x - w - gap, box.y], [box.x + box.w + gap, box.y],
                    [box.x, box.y]];
     let best = null;
     for (const [x0, y0] of sides) {

@@ -200,7 +200,7 @@ def create_engine(batching: bool = True, **settings: Any) -> Engine:
         cv2.setNumThreads(config.threads)
     classifier = EmotionClassifier(config.checkpoint, device=config.device)
     classifier.warm_up()
-    photo_detector = create_detector("photo", max_side=config.photo_detect_max_side,
+    photo_detector = create_detector(config.photo_detector, max_side=config.photo_detect_max_side,
                                      min_face_fraction=config.photo_min_face_fraction)
     live_detector = create_detector("live", max_side=config.live_detect_max_side,
                                     min_face_fraction=config.live_min_face_fraction)

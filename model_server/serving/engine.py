@@ -12,6 +12,7 @@ import torch
 from ..api import AnalysisRequest, Box, FaceResult, ImageAnalysis, ModelInfo
 from ..errors import AnalysisError, ModelBusyError, ModelUnavailableError
 from .batching import BatcherClosed, DynamicBatcher
+from ..checkpoint import LIVE_CHECKPOINT
 from .classifier import EmotionClassifier
 from .config import ServingConfig
 from .detector import FaceDetector, HaarFaceDetector, create_detector, square_box
@@ -44,6 +45,12 @@ def _scaled(box: Box, factor: float, width: int, height: int, grow: float = 0.0)
     right = min(width, int(round((box.x + box.w + grow) * factor)))
     bottom = min(height, int(round((box.y + box.h + grow) * factor)))
     return Box(left, top, right - left, bottom - top) if right - left >= 2 and bottom - top >= 2 else None
+
+
+def _model_info(card: Any) -> ModelInfo:
+    """What an answer says about its model: headline figures only; the full evaluation stays in the file."""
+    headline = {key: value for key, value in card.metrics.items() if isinstance(value, (int, float))}
+    return ModelInfo(name=card.architecture, version=card.version, labels=tuple(card.labels), metrics=headline)
 
 
 class _ModeRunner:
@@ -88,11 +95,9 @@ class Engine:
         # makes the search cost about a millisecond; where the face is known, fewer neighbours are needed.
         self._follower = HaarFaceDetector(max_side=112, min_face_fraction=0.3, min_neighbors=3)
         self._runners = {"photo": photo, "live": live}
-        card = photo.classifier.card
-        # Headline figures only (accuracy, macro-F1); the full evaluation stays in the checkpoint.
-        headline = {key: value for key, value in card.metrics.items() if isinstance(value, (int, float))}
-        self.info = ModelInfo(name=card.architecture, version=card.version, labels=tuple(card.labels),
-                              metrics=headline)
+        # Each mode answers with the facts of the model that read its faces (the live student may differ).
+        self._infos = {mode: _model_info(runner.classifier.card) for mode, runner in self._runners.items()}
+        self.info = self._infos["photo"]
 
     def ready(self) -> bool:
         """The model is in memory from construction on."""
@@ -116,7 +121,7 @@ class Engine:
         """Decode, detect (or follow the hinted faces), crop, classify and encode one image as the request asks."""
         if request.deadline is not None and time.time() > request.deadline:
             raise ModelBusyError("the request waited past its deadline; try again")
-        runner = self._runners[request.mode]
+        runner, info = self._runners[request.mode], self._infos[request.mode]
         started = time.perf_counter()
         rgb, full_size = self._decode(request)
         decoded = time.perf_counter()
@@ -138,9 +143,9 @@ class Engine:
         to_full = 1 / to_decoded
         faces = tuple(FaceResult(box=_scaled(box, to_full, *full_size), crop_box=_scaled(square, to_full, *full_size),
                                  probabilities=tuple(float(p) for p in probs),
-                                 crop=crop if request.want_crops else None, labels=self.info.labels)
+                                 crop=crop if request.want_crops else None, labels=info.labels)
                       for (box, square, crop), probs in zip(cut, probabilities))
-        analysis = ImageAnalysis(width=full_size[0], height=full_size[1], faces=faces, model=self.info,
+        analysis = ImageAnalysis(width=full_size[0], height=full_size[1], faces=faces, model=info,
                                  faces_omitted=omitted)
         annotated = encode_image(annotate(rgb, analysis), "PNG") if request.want_annotated else None
         jpeg = encode_image(rgb, "JPEG", self.config.jpeg_quality) if request.want_jpeg else None
@@ -150,7 +155,7 @@ class Engine:
         finished = time.perf_counter()
         timings = {"decode": decoded - started, "detect": detected - decoded, "classify": classified - detected,
                    "encode": finished - classified, "total": finished - started}
-        return ImageAnalysis(width=analysis.width, height=analysis.height, faces=faces, model=self.info,
+        return ImageAnalysis(width=analysis.width, height=analysis.height, faces=faces, model=info,
                              faces_omitted=omitted, annotated_png=annotated, jpeg=jpeg, signature=signature,
                              timings_ms={stage: round(seconds * 1000, 2) for stage, seconds in timings.items()})
 
@@ -200,10 +205,16 @@ def create_engine(batching: bool = True, **settings: Any) -> Engine:
         cv2.setNumThreads(config.threads)
     classifier = EmotionClassifier(config.checkpoint, device=config.device)
     classifier.warm_up()
+    # Live frames get the distilled single-network student (one forward pass instead of the ensemble's
+    # several); a named checkpoint serves both modes.
+    live_classifier = classifier if config.checkpoint or not LIVE_CHECKPOINT.exists() else \
+        EmotionClassifier(None, device=config.device, variant="live")
+    if live_classifier is not classifier:
+        live_classifier.warm_up()
     photo_detector = create_detector(config.photo_detector, max_side=config.photo_detect_max_side,
                                      min_face_fraction=config.photo_min_face_fraction)
     live_detector = create_detector("live", max_side=config.live_detect_max_side,
                                     min_face_fraction=config.live_min_face_fraction)
     return Engine(config, photo=_ModeRunner(photo_detector, classifier, config.photo_tta, config, batching),
-                  live=_ModeRunner(live_detector, classifier, config.live_tta, config, batching))
+                  live=_ModeRunner(live_detector, live_classifier, config.live_tta, config, batching))
 

@@ -14,7 +14,7 @@ import pytest
 import requests
 import socketio
 
-from benchmarks.bench_upload import free_port
+from benchmarks.bench_upload import free_port, wait_healthy
 from test_model_tier_web import redis_prefix  # noqa: F401 - a key prefix in the test Redis (skips without Redis)
 from topology_helpers import REDIS_URL
 from web_helpers import image_bytes
@@ -40,27 +40,12 @@ def two_processes(tmp_path, redis_prefix):
                 [sys.executable, "-m", "gunicorn", "-k", "eventlet", "-w", "1", "-b", f"127.0.0.1:{port}", factory],
                 cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                 start_new_session=True))
-            wait_up(f"http://127.0.0.1:{port}", processes[-1])
+            wait_healthy(f"http://127.0.0.1:{port}", processes[-1], timeout_s=90)
         yield [f"http://127.0.0.1:{port}" for port in ports]
     finally:
         for process in processes:
             os.killpg(process.pid, 15)
             process.wait(timeout=15)
-
-
-def wait_up(url: str, process: subprocess.Popen, timeout_s: float = 90) -> None:
-    """Wait for /api/v1/health; unlike the benchmark's wait, a slow answer (a busy CPU at start-up) is retried."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the web process exited:\n{process.stderr.read()[-3000:]}")
-        try:
-            if requests.get(f"{url}/api/v1/health", timeout=5).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"{url} did not become healthy in {timeout_s} s")
 
 
 def test_a_room_spans_two_web_processes(two_processes):

@@ -9,8 +9,6 @@
   const EMOJI = JSON.parse(root.dataset.emoji);
   // The server's per-connection budget; staying under it means the visitor never sees "rate_limited".
   const MIN_INTERVAL_MS = 1000 / Number(root.dataset.maxFps || 30);
-  const SEND_WIDTH = 480;  // small frames: faster upload and decode, still enough pixels for a face
-  const JPEG_QUALITY = 0.7;
   const MAX_IN_FLIGHT = 2;  // frames sent and not yet answered
   const ACK_TIMEOUT_MS = 10000;  // an answer lost to a reconnect must not stall the loop forever
   const SMOOTHING = 0.3;  // weight of the newest frame in the moving average
@@ -22,7 +20,6 @@
   const CLOCK = {hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false};
 
   const video = $("live-video"), overlay = $("live-overlay"), frozenImg = $("live-frozen");
-  const capture = document.createElement("canvas");
   let stream = null, socket = null, running = false, frozen = null;
   let lastAnswered = null;  // {buffer, answer}: what "that's wrong" freezes
   const smoothed = new Map();  // track id -> smoothed probabilities
@@ -102,12 +99,8 @@
       if (running && !frozen) setTimeout(scheduleFrame, 100);
       return;
     }
-    capture.width = SEND_WIDTH;
-    capture.height = Math.round(SEND_WIDTH * video.videoHeight / video.videoWidth);
-    capture.getContext("2d").drawImage(video, 0, 0, capture.width, capture.height);
-    capture.toBlob(async (blob) => {
-      if (!blob || !socket) { scheduleFrame(); return; }
-      const buffer = await blob.arrayBuffer();
+    window.captureCameraFrame(video).then((buffer) => {
+      if (!buffer || !socket) { scheduleFrame(); return; }
       const sentAt = lastSentAt = performance.now();
       inFlight += 1;
       socket.timeout(ACK_TIMEOUT_MS).emit("frame", buffer, (timedOut, answer) => {
@@ -119,7 +112,7 @@
         scheduleFrame();
       });
       scheduleFrame();  // fill the window
-    }, "image/jpeg", JPEG_QUALITY);
+    });
   }
 
   function onAnswer(answer, buffer, sentAt) {

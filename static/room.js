@@ -12,14 +12,13 @@
   const COLORS = window.EmotionColors;
   // Stay under the server's per-participant budget; an emoji needs no webcam rate.
   const MIN_INTERVAL_MS = 1000 / Number(root.dataset.maxFps || 4);
-  const SEND_WIDTH = 480, JPEG_QUALITY = 0.7, ACK_TIMEOUT_MS = 10000, MOOD_POLL_MS = 5000;
+  const ACK_TIMEOUT_MS = 10000, MOOD_POLL_MS = 5000;
   const STATE_TEXT = {away: "reconnecting…", paused: "paused", no_face: "no face in view"};
   const REJOIN_KEY = `emotion-lens-room-${ROOM}`;  // per tab: a reload rejoins as the same participant
 
   const tiles = new Map();  // participant id -> tile
   let myConsent = null;  // this person's answer to the current recording request (null: not asked yet)
   let socket = null, me = null, name = "", stream = null, sharing = false, lastSentAt = 0, moodTimer = null;
-  const capture = document.createElement("canvas");
 
   const say = (message) => { $("room-status").textContent = message; };
   const fail = (message) => { $("room-error").textContent = message; };
@@ -150,16 +149,12 @@
       if (sharing) setTimeout(sendFrame, 200);
       return;
     }
-    capture.width = SEND_WIDTH;
-    capture.height = Math.round(SEND_WIDTH * video.videoHeight / video.videoWidth);
-    capture.getContext("2d").drawImage(video, 0, 0, capture.width, capture.height);
-    capture.toBlob(async (blob) => {
-      if (!blob || !socket) { scheduleFrame(); return; }
-      const buffer = await blob.arrayBuffer();
+    window.captureCameraFrame(video).then((buffer) => {
+      if (!buffer || !socket) { scheduleFrame(); return; }
       lastSentAt = performance.now();
       // The answer is this person's own tile, the same one the room receives.
       socket.timeout(ACK_TIMEOUT_MS).emit("frame", buffer, () => scheduleFrame());
-    }, "image/jpeg", JPEG_QUALITY);
+    });
   }
 
   function leave() {

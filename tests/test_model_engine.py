@@ -222,3 +222,19 @@ def test_a_request_past_its_deadline_is_refused_without_work(tiny_engine):
 
     with pytest.raises(ModelBusyError):
         analyse(tiny_engine, astronaut_rgb(), deadline=1.0)
+
+
+def test_a_live_request_for_images_gets_them_at_the_pictures_own_size(tiny_engine):
+    big = encode_image(np.repeat(np.repeat(astronaut_rgb(), 2, axis=0), 2, axis=1), "JPEG")  # 1024x1024
+    answer = analyse(tiny_engine, big, mode="live", want_jpeg=True, want_annotated=True)
+    from PIL import Image
+    import io
+
+    assert (answer.width, answer.height) == (1024, 1024)
+    assert Image.open(io.BytesIO(answer.jpeg)).size == (1024, 1024)
+    assert Image.open(io.BytesIO(answer.annotated_png)).size == (1024, 1024)
+    # Without those extras the same frame is decoded small, and boxes still come in full-size pixels.
+    small = analyse(tiny_engine, big, mode="live")
+    assert (small.width, small.height) == (1024, 1024)
+    for face in small.faces:
+        assert face.box.x + face.box.w <= 1024 and face.box.w > 100

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -155,9 +156,8 @@ class Engine:
         finished = time.perf_counter()
         timings = {"decode": decoded - started, "detect": detected - decoded, "classify": classified - detected,
                    "encode": finished - classified, "total": finished - started}
-        return ImageAnalysis(width=analysis.width, height=analysis.height, faces=faces, model=info,
-                             faces_omitted=omitted, annotated_png=annotated, jpeg=jpeg, signature=signature,
-                             timings_ms={stage: round(seconds * 1000, 2) for stage, seconds in timings.items()})
+        return dataclasses.replace(analysis, annotated_png=annotated, jpeg=jpeg, signature=signature,
+                                   timings_ms={stage: round(seconds * 1000, 2) for stage, seconds in timings.items()})
 
     def follow(self, gray: np.ndarray, hints: list[Box]) -> list[Box]:
         """Look for each hinted face only in a window around its last box (a few ms instead of a full search)."""
@@ -184,8 +184,10 @@ class Engine:
         live = request.mode == "live"
         cap = request.max_pixels or (self.config.live_max_pixels if live else self.config.photo_max_pixels)
         # Live frames only need the detector's size: JPEG's DCT scaling decodes 1/2 or 1/4 size at a fraction
-        # of the cost. Photos decode fully, since small faces in group photos need every pixel.
-        decoded = decode_image(bytes(request.image), cap, max_side=self.config.live_detect_max_side if live else None)
+        # of the cost. Photos decode fully, since small faces in group photos need every pixel; so does any
+        # request for a drawn or re-encoded image, which must come back at the picture's own size.
+        reduce = live and not (request.want_annotated or request.want_jpeg)
+        decoded = decode_image(bytes(request.image), cap, max_side=self.config.live_detect_max_side if reduce else None)
         return decoded.rgb, decoded.full_size or (decoded.width, decoded.height)
 
     def close(self) -> None:

@@ -150,21 +150,20 @@ class LiveClient:
     refused: int = 0  # frames refused for exceeding the budget, over the connection's life
     seq: itertools.count = field(default_factory=itertools.count)
     recent: OrderedDict[int, ImageAnalysis] = field(default_factory=OrderedDict)
+    recent_lock: threading.Lock = field(default_factory=threading.Lock)
 
     def remember(self, seq: int, result: ImageAnalysis) -> None:
         """Keep a frame's answer (with its crops) so a correction can store exactly what the visitor saw."""
-        with _RECENT_LOCK:
+        with self.recent_lock:
             self.recent[seq] = result
             while len(self.recent) > _RECENT_ANSWERS:
                 self.recent.popitem(last=False)
 
     def recalled(self, seq: int) -> ImageAnalysis | None:
         """The answer given for frame ``seq``, if it is still kept."""
-        with _RECENT_LOCK:
+        with self.recent_lock:
             return self.recent.get(seq)
 
-
-_RECENT_LOCK = threading.Lock()
 
 
 class LiveClients:

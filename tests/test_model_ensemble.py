@@ -17,7 +17,7 @@ from model_server.training import augment
 from model_server.training import loop as train_module
 from model_server.training.calibration import choose_class_bias, fit_temperature
 from model_server.training.data import DataError, ferplus_majority_labels
-from model_server.training.ensemble import build_ensemble, main as ensemble_main, score_subsets
+from model_server.training.ensemble import build_ensemble, load_candidate, main as ensemble_main, score_subsets
 from model_server.training.evaluation import (ROBUSTNESS_CONDITIONS, calibrate_checkpoint, evaluate,
                                               ferplus_report)
 from model_server.training.metrics import expected_calibration_error
@@ -56,6 +56,23 @@ def test_ensemble_checkpoint_averages_its_members_and_names_them_in_the_card(tmp
     recorded = photo.card.training_config
     assert [m["version"] for m in recorded["members"]] == ["small-0", "small-1", "small-2"]
     assert "mean of the members' softmax probabilities" in recorded["combination"]
+
+
+def test_a_shipped_ensembles_members_can_join_a_new_ensemble_with_their_own_story(tmp_path):
+    members = [small_checkpoint(tmp_path / f"m{seed}.pt", seed) for seed in range(3)]
+    save_checkpoint(tmp_path / "old.pt", *build_ensemble(members[:2], "old", "flip"))
+    unpacked, card = load_candidate(f"{tmp_path / 'old.pt'}#1")
+    assert card.architecture == "vgg_tiny" and card.version == "small-1"
+    faces = torch.randn(4, 1, 40, 40)
+    single, _ = load_model(members[1])
+    torch.testing.assert_close(unpacked(faces), single(faces))
+
+    model, card = build_ensemble([f"{tmp_path / 'old.pt'}#0", members[2]], "new", "flip")
+    assert [m["version"] for m in card.training_config["members"]] == ["small-0", "small-2"]
+    with pytest.raises(CheckpointError, match="no member 2"):
+        load_candidate(f"{tmp_path / 'old.pt'}#2")
+    with pytest.raises(CheckpointError, match="no member"):
+        load_candidate(f"{members[0]}#0")
 
 
 def test_members_with_different_inputs_cannot_form_an_ensemble(tmp_path):

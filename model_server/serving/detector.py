@@ -235,16 +235,18 @@ class PhotoFaceDetector:
         The alt cascade proposes and the default one confirms: on the generated benchmark set alt finds
         more faces with far fewer false hits, and the two disagree on textures (gravel, foliage, tissue).
         """
-        # 640 px for the extra views: on the benchmark set 800 px found no more faces and cost more.
-        side = 640 if max_side is None else min(640, max_side)
+        # The extra views run shrunk: on the benchmark set tilted views at 480 px and turned ones at 400 px
+        # find every face that 640 px views found (87.7% recall, one false hit fewer) for 23% less CPU;
+        # 400 px tilted views lost 3 points of recall. Small faces are the upright full-size pass's job.
+        tilted, turned = (480, 400) if max_side is None else (min(480, max_side), min(400, max_side))
         return (Pass(ALT, max_side, confirm=(FRONTAL, ALT2)),
                 # ±20° covers heads tilted about 10-30°; one cascade already copes with ±10° or so.
-                Pass(ALT, side, angle=20, confirm=(FRONTAL,)),
-                Pass(ALT, side, angle=-20, confirm=(FRONTAL,)),
+                Pass(ALT, tilted, angle=20, confirm=(FRONTAL,)),
+                Pass(ALT, tilted, angle=-20, confirm=(FRONTAL,)),
                 # The profile cascade knows faces turned one way only; the mirror image covers the other.
                 # OpenCV ships one profile cascade, so it confirms itself on a re-centred, re-scaled crop.
-                Pass(PROFILE, side, confirm=(PROFILE,)),
-                Pass(PROFILE, side, mirror=True, confirm=(PROFILE,)),
+                Pass(PROFILE, turned, confirm=(PROFILE,)),
+                Pass(PROFILE, turned, mirror=True, confirm=(PROFILE,)),
                 # A face filling the picture leaves no room for the cascade's window: pad, and look small.
                 Pass(ALT, 320, pad=0.25, confirm=(FRONTAL, ALT2)))
 

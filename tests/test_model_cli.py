@@ -136,6 +136,28 @@ def test_training_joins_fer2013_with_exported_corrections(tmp_path):
     assert (out / "best.pt").exists()
 
 
+def test_cpu_bfloat16_training_runs_the_network_in_bfloat16_and_keeps_float32_weights(tmp_path, monkeypatch):
+    data = write_fer_csv(tmp_path / "fer.csv", rows_per_split=(21, 7, 7))
+    config, _ = train_module.resolve_config(["--data", str(data), "--out-dir", str(tmp_path / "run"), "--epochs", "1",
+                                             "--architecture-kwargs", '{"widths": [8, 8, 8, 8]}',
+                                             "--cpu-bfloat16", "true", "--device", "cpu"])
+    seen = []
+    original_build = train_module.build_run
+
+    def build_and_watch(*args, **kwargs):
+        run = original_build(*args, **kwargs)
+        run.model.register_forward_hook(lambda module, inputs, output: seen.append((module.training, output.dtype)))
+        return run
+
+    monkeypatch.setattr(train_module, "build_run", build_and_watch)
+    train_module.train(config)
+    # Training batches run in bfloat16; PublicTest evaluation stays float32 (what serving computes).
+    assert set(seen) == {(True, torch.bfloat16), (False, torch.float32)}
+    model, card = load_model(tmp_path / "run" / "best.pt")
+    assert card.training_config["cpu_bfloat16"] is True
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+
+
 def test_training_without_a_validation_split_says_what_is_missing(tmp_path):
     folder = tmp_path / "only_train" / "happy"
     folder.mkdir(parents=True)

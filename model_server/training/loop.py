@@ -75,6 +75,10 @@ class TrainConfig:
     # 0 keeps PyTorch's default (every core). On a shared 2-core CPU, 1 thread trained 3.8x faster than 2
     # (0.29 vs 1.10 s per batch, measured while other jobs ran): OpenMP threads spin waiting for each other.
     threads: int = 0
+    # bfloat16 autocast on the CPU (weights, gradients and the loss stay float32): on a CPU with
+    # AVX512-BF16 one thread ran a vgg_tiny batch 1.6x faster (0.34 → 0.22 s). Off by default so the
+    # shipped recipes replay as they were run.
+    cpu_bfloat16: bool = False
     version: str = ""
 
 
@@ -267,6 +271,13 @@ def build_run(config: TrainConfig, resume: bool = False) -> Run:
     return run
 
 
+def autocast(run: Run) -> torch.autocast:
+    """Mixed precision for the forward pass: float16 with loss scaling on CUDA, optionally bfloat16 on the CPU."""
+    if run.device.type == "cpu":
+        return torch.autocast(device_type="cpu", dtype=torch.bfloat16, enabled=run.config.cpu_bfloat16)
+    return torch.autocast(device_type=run.device.type, dtype=torch.float16, enabled=run.scaler.is_enabled())
+
+
 def train_epoch(run: Run, epoch: int) -> dict:
     """One pass over the shuffled training faces with augmentation; returns mean loss and accuracy."""
     config, model, generator = run.config, run.model, run.generator
@@ -287,7 +298,7 @@ def train_epoch(run: Run, epoch: int) -> dict:
                                 None if run.teacher_probs is None else run.teacher_probs[index])
         if config.mixup_alpha > 0:
             images, targets = augment.mixup(images, targets, generator, config.mixup_alpha)
-        with torch.autocast(device_type=run.device.type, dtype=torch.float16, enabled=run.scaler.is_enabled()):
+        with autocast(run):
             logits = model(run.prep.to_input(images))
         log_probs = logits.float().log_softmax(dim=1)
         weights = 1 if run.class_weights is None else run.class_weights

@@ -17,7 +17,8 @@ from model_server.training import augment
 from model_server.training import loop as train_module
 from model_server.training.calibration import choose_class_bias, fit_temperature
 from model_server.training.data import DataError, ferplus_majority_labels
-from model_server.training.ensemble import build_ensemble, load_candidate, main as ensemble_main, score_subsets
+from model_server.training.ensemble import (build_ensemble, load_candidate, main as ensemble_main, score_subsets,
+                                            worst_drop)
 from model_server.training.evaluation import (ROBUSTNESS_CONDITIONS, calibrate_checkpoint, evaluate,
                                               ferplus_report)
 from model_server.training.metrics import expected_calibration_error
@@ -197,6 +198,33 @@ def test_ensemble_command_chooses_members_fits_a_temperature_and_never_reads_pri
     _, card = load_model(out)
     assert card.training_config["selection"]["split"] == "PublicTest"
     assert card.temperature == card.metrics["public_test_calibration"]["temperature"]
+
+
+def test_worst_drop_is_the_averaged_members_largest_loss_under_any_condition():
+    labels = np.array([0, 1, 0, 1])
+    right, wrong = np.eye(2)[labels], np.eye(2)[1 - labels]
+    half_wrong = np.vstack([right[:2], wrong[2:]])
+    steady = {name: right for name in ROBUSTNESS_CONDITIONS}
+    fragile = {**steady, "framing 0.8x": half_wrong * 0.9 + 0.05}
+    conditions = {"steady": steady, "fragile": fragile}
+    assert worst_drop(conditions, ["steady"], labels) == 0
+    assert worst_drop(conditions, ["fragile"], labels) == pytest.approx(0.5)
+    # Averaged with a steady member, the fragile one's confident mistakes still win half the time here.
+    assert worst_drop(conditions, ["fragile", "steady"], labels) <= 0.5
+
+
+def test_ensemble_command_with_a_robustness_limit_prefers_subsets_within_it(tmp_path):
+    data = write_fer_csv(tmp_path / "fer.csv", rows_per_split=(7, 28, 7))
+    members = [str(small_checkpoint(tmp_path / f"m{seed}.pt", seed)) for seed in range(3)]
+    out = tmp_path / "ensemble.pt"
+    assert ensemble_main(["--candidates", *members, "--out", str(out), "--data", str(data), "--min-members", "2",
+                          "--tta", "none", "--max-robustness-drop", "0.1"]) == 0
+    selection = load_model(out)[1].training_config["selection"]
+    assert selection["max_robustness_drop"] == 0.1
+    drops = [row["worst_robustness_drop"] for row in selection["table"]]
+    within = [drop <= 0.1 for drop in drops]
+    # Every subset within the limit ranks before every subset beyond it; the first row is the one shipped.
+    assert within == sorted(within, reverse=True)
 
 
 def test_student_distils_the_ensemble_and_records_its_teacher(tmp_path):

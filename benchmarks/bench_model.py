@@ -1,7 +1,7 @@
 """Classifier throughput and full-pipeline latency: ``python benchmarks/bench_model.py [--checkpoint PATH]``.
 
-Prints crops/s at batch 1 and 32, and the time to analyse a 640x480 frame with one face,
-on the CPU (and on CUDA when present).
+Prints crops/s at batch 1 and 32 for the photo ensemble and the live student, and the time the
+engine takes to analyse a 640x480 frame with one face in each mode, on the CPU (and on CUDA when present).
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ import cv2
 import numpy as np
 import torch
 
+from model_server.api import AnalysisRequest
 from model_server.serving.classifier import EmotionClassifier
-from model_server.serving.engine import EmotionPipeline
+from model_server.serving.detector import create_detector
+from model_server.serving.engine import create_engine, to_gray
 from model_server.preprocessing import TTA_MODES
 
 
@@ -56,20 +58,25 @@ def main() -> None:
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for device in devices:
-        for tta in TTA_MODES:
-            classifier = EmotionClassifier(args.checkpoint, device=device, tta=tta)
-            crop = np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8)
-            label = f"[{device} tta={tta}]"
-            report(f"{label} classifier, batch 1", timed(lambda: classifier.classify([crop]), args.repeats))
-            report(f"{label} classifier, batch 32", timed(lambda: classifier.classify([crop] * 32), args.repeats // 4),
-                   items=32)
-        pipeline = EmotionPipeline(EmotionClassifier(args.checkpoint, device=device))
+        for variant in ("photo", "live"):
+            for tta in TTA_MODES:
+                classifier = EmotionClassifier(args.checkpoint, device=device, tta=tta, variant=variant)
+                crop = np.random.default_rng(0).integers(0, 256, (48, 48), dtype=np.uint8)
+                label = f"[{device} {variant} tta={tta}]"
+                report(f"{label} classifier, batch 1", timed(lambda: classifier.classify([crop]), args.repeats))
+                report(f"{label} classifier, batch 32",
+                       timed(lambda: classifier.classify([crop] * 32), args.repeats // 4), items=32)
+        engine = create_engine(batching=False, device=device, **({"checkpoint": args.checkpoint} if args.checkpoint else {}))
         frame = face_frame()
-        faces = len(pipeline.analyze(frame).faces)
-        report(f"[{device}] pipeline 640x480, {faces} face", timed(lambda: pipeline.analyze(frame), args.repeats))
-        gray = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-        report(f"[{device}]   of which Haar detection", timed(lambda: pipeline.detector.detect(gray), args.repeats))
-
+        for mode in ("photo", "live"):
+            request = AnalysisRequest(image=frame, mode=mode)
+            faces = len(engine.analyze(request).faces)
+            report(f"[{device}] engine {mode} 640x480, {faces} face",
+                   timed(lambda: engine.analyze(request), args.repeats // (10 if mode == "photo" else 1)))
+            detector = create_detector(mode)
+            report(f"[{device}]   of which {mode} detection",
+                   timed(lambda: detector.detect(to_gray(frame)), args.repeats // (10 if mode == "photo" else 1)))
+        engine.close()
 
 if __name__ == "__main__":
     main()

@@ -106,6 +106,17 @@ def test_no_face_is_found_in_photographs_without_faces(photo):
         assert photo.detect(gray) == [], name
 
 
+def test_the_photo_detector_sees_one_face_in_the_astronaut_wherever_she_stands(photo, astronaut):
+    # No second face in the suit or the background, and the one face where it is, wherever the portrait stands.
+    portrait = cv2.resize(astronaut, (300, 300))
+    for left in range(40, 260, 40):
+        frame = np.full((480, 640), 128, np.uint8)
+        frame[90:390, left:left + 300] = portrait
+        boxes = photo.detect(frame)
+        assert len(boxes) == 1, (left, boxes)
+        assert np.linalg.norm(centre(boxes[0]) - (centre(FACE) * 300 / 512 + (left, 90))) < 15
+
+
 def test_the_live_detector_finds_the_astronaut_in_a_webcam_frame(astronaut):
     frame = np.full((480, 640), 90, np.uint8)
     frame[40:440, 120:520] = cv2.resize(astronaut, (400, 400))

@@ -10,7 +10,6 @@ import argparse
 import statistics
 import time
 
-import cv2
 import numpy as np
 import torch
 
@@ -66,7 +65,8 @@ def main() -> None:
                 report(f"{label} classifier, batch 1", timed(lambda: classifier.classify([crop]), args.repeats))
                 report(f"{label} classifier, batch 32",
                        timed(lambda: classifier.classify([crop] * 32), args.repeats // 4), items=32)
-        engine = create_engine(batching=False, device=device, **({"checkpoint": args.checkpoint} if args.checkpoint else {}))
+        named = {"checkpoint": args.checkpoint} if args.checkpoint else {}
+        engine = create_engine(batching=False, device=device, **named)
         frame = face_frame()
         for mode in ("photo", "live"):
             request = AnalysisRequest(image=frame, mode=mode)

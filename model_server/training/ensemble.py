@@ -21,7 +21,7 @@ import torch
 from ..checkpoint import CheckpointError, ModelCard, load_model, save_checkpoint
 from ..networks import create_model
 from .data import DataError, load_faces
-from .evaluation import ROBUSTNESS_CONDITIONS, ROBUSTNESS_TTA, fit_calibration
+from .evaluation import ROBUSTNESS_CONDITIONS, condition_probabilities, fit_calibration
 from .loop import TrainConfig, predict_probabilities
 from .metrics import classification_report
 
@@ -91,14 +91,6 @@ def score_subsets(probabilities: dict[str, dict[str, np.ndarray]], labels: np.nd
     return sorted(rows, key=lambda r: (-r["accuracy"], -r["macro_f1"], len(r["members"]), views[r["tta"]]))
 
 
-def condition_probabilities(model: torch.nn.Module, images: torch.Tensor, card: ModelCard) -> dict[str, np.ndarray]:
-    """One network's probabilities on each re-framed or re-lit copy of uint8 faces (the robustness conditions)."""
-    faces = images.float().unsqueeze(1) / 255.0
-    return {name: predict_probabilities(model, (condition(faces) * 255).round().clamp(0, 255).to(torch.uint8)
-                                        .squeeze(1), card.preprocessing, tta=ROBUSTNESS_TTA).numpy()
-            for name, condition in ROBUSTNESS_CONDITIONS.items()}
-
-
 def worst_drop(conditions: dict[str, dict[str, np.ndarray]], members: list[str], labels: np.ndarray) -> float:
     """The largest accuracy drop from plain over the robustness conditions, for the members' averaged probabilities."""
     accuracy = {name: float((np.mean([conditions[path][name] for path in members], axis=0).argmax(1) == labels)
@@ -132,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             probabilities[path] = {mode: predict_probabilities(model, images, card.preprocessing, tta=mode).numpy()
                                    for mode in args.tta}
             if args.max_robustness_drop is not None:
-                conditions[path] = condition_probabilities(model, images, card)
+                conditions[path] = {name: p.numpy() for name, p in condition_probabilities(model, images, card).items()}
             print(json.dumps({"member": path, "version": card.version,
                               **{mode: round(float((p.argmax(1) == faces.labels).mean()), 4)
                                  for mode, p in probabilities[path].items()}}), flush=True)
@@ -143,8 +135,7 @@ def main(argv: list[str] | None = None) -> int:
             # that only wins on FER2013's own crops is not the better model for them.
             for row in table:
                 row["worst_robustness_drop"] = round(worst_drop(conditions, row["members"], faces.labels), 4)
-            robust = [row for row in table if row["worst_robustness_drop"] <= args.max_robustness_drop]
-            table = robust + [row for row in table if row not in robust]
+            table.sort(key=lambda row: row["worst_robustness_drop"] > args.max_robustness_drop)  # stable
         best = table[0]
         averaged = np.mean([probabilities[path][best["tta"]] for path in best["members"]], axis=0)
         fitted = fit_calibration(torch.from_numpy(averaged), faces.labels, training_labels)

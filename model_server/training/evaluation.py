@@ -47,14 +47,21 @@ ROBUSTNESS_CONDITIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
 ROBUSTNESS_TTA = "flip"
 
 
+def condition_probabilities(model: torch.nn.Module, images: torch.Tensor, card: ModelCard,
+                            tta: str = ROBUSTNESS_TTA) -> dict[str, torch.Tensor]:
+    """Uncalibrated probabilities on each re-framed or re-lit copy of uint8 [N,48,48] faces, by condition."""
+    faces = images.float().unsqueeze(1) / 255.0
+    return {name: predict_probabilities(model, (condition(faces) * 255).round().clamp(0, 255).to(torch.uint8)
+                                        .squeeze(1), card.preprocessing, tta=tta)
+            for name, condition in ROBUSTNESS_CONDITIONS.items()}
+
+
 def robustness_table(model: torch.nn.Module, images: torch.Tensor, labels: np.ndarray, card: ModelCard,
                      tta: str = ROBUSTNESS_TTA) -> dict:
     """Accuracy on each re-framed or re-lit copy of uint8 [N,48,48] faces, and each one's drop from plain."""
-    faces = images.float().unsqueeze(1) / 255.0
     accuracy = {}
-    for name, condition in ROBUSTNESS_CONDITIONS.items():
-        changed = (condition(faces) * 255).round().clamp(0, 255).to(torch.uint8).squeeze(1)
-        probabilities = card.calibrate(predict_probabilities(model, changed, card.preprocessing, tta=tta))
+    for name, raw in condition_probabilities(model, images, card, tta).items():
+        probabilities = card.calibrate(raw)
         predictions = probabilities.argmax(dim=1).numpy()
         accuracy[name] = round(float((predictions == labels).mean()), 4)
     drops = {name: round(accuracy["plain"] - value, 4) for name, value in accuracy.items() if name != "plain"}

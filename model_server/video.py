@@ -196,11 +196,14 @@ def frame_input(rgb: np.ndarray, predictor: Predictor) -> bytes | np.ndarray:
 
 
 def analyse_video(path: str | Path, predictor: Predictor, fps: float = DEFAULT_FPS, mode: str = "photo",
-                  max_seconds: float | None = None, progress: Callable[[float], None] | None = None,
+                  max_seconds: float | None = None,
+                  progress: Callable[[float | None, float], None] | None = None,
                   cancelled: Callable[[], bool] | None = None) -> dict[str, Any]:
     """The clip's timeline: every sampled frame through ``predictor``, faces tracked across frames.
 
-    ``progress`` gets the share of the clip done (0..1) after each frame; ``cancelled`` is asked before each
+    ``progress`` gets the share of the clip done (0..1, or None when the container does not say how long the
+    clip is, as WebM recorded by browsers often does) and the seconds of clip read, after each sampled frame;
+    ``cancelled`` is asked before each
     frame and raises VideoCancelled when it answers True.
     """
     if mode not in MODES:
@@ -214,8 +217,8 @@ def analyse_video(path: str | Path, predictor: Predictor, fps: float = DEFAULT_F
             raise VideoCancelled()
         timeline.add(seconds, predictor.analyze(AnalysisRequest(frame_input(rgb, predictor), mode=mode)))
         last = seconds
-        if progress is not None and info.duration:
-            progress(min(1.0, seconds / info.duration))
+        if progress is not None:
+            progress(min(1.0, seconds / info.duration) if info.duration else None, seconds)
     if not timeline.frames:
         raise VideoError("no frame of the video could be decoded")
     return {"duration": round(info.duration or last, 3), "sample_fps": fps, "width": info.width,

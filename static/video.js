@@ -40,10 +40,16 @@
     const response = await fetch(statusUrl(jobId), {headers: {Accept: "application/json"}});
     const body = await response.json().catch(() => ({}));
     if (!response.ok) { say(""); fail(body.message || "This analysis is not available any more."); return; }
-    $("video-progress").value = Math.round(100 * body.progress);
+    const bar = $("video-progress");
+    // A clip whose container does not give its length (browser-recorded WebM) has no share to show: the bar
+    // goes indeterminate and the status counts the seconds read instead.
+    if (body.progress === null) bar.removeAttribute("value");
+    else bar.value = Math.round(100 * (body.progress || 0));
     if (body.status === "queued" || body.status === "running") {
       $("video-progress-wrap").hidden = false;
-      say(body.status === "queued" ? "Waiting for its turn…" : `Analysing… ${Math.round(100 * body.progress)}%`);
+      const done = body.progress === null ? `${Math.round(body.seconds_analysed || 0)} s of video read`
+        : `${Math.round(100 * (body.progress || 0))}%`;
+      say(body.status === "queued" ? "Waiting for its turn…" : `Analysing… ${done}`);
       timer = setTimeout(poll, POLL_MS);
       return;
     }

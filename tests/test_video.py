@@ -93,6 +93,21 @@ def test_timeline_follows_faces_and_picks_each_tracks_dominant_emotion():
     assert rows[0]["top"] == "happy" and float(rows[0]["happy"]) == pytest.approx(0.94)
 
 
+def test_progress_is_a_share_of_the_clip_or_the_seconds_read_when_its_length_is_unknown(clip, monkeypatch):
+    from fakes import FakePredictor
+
+    reports = []
+    video.analyse_video(clip, FakePredictor(), fps=2, progress=lambda share, seconds: reports.append((share, seconds)))
+    assert reports == [(t / 3.0, t) for t in (0.0, 0.5, 1.0, 1.5, 2.0, 2.5)]
+    # Browser-recorded WebM often has no frame count: no share can be given, but the seconds still advance.
+    known = video.probe(clip)
+    monkeypatch.setattr(video, "probe", lambda path: video.VideoInfo(known.fps, 0, known.width, known.height))
+    reports.clear()
+    result = video.analyse_video(clip, FakePredictor(), fps=2,
+                                 progress=lambda share, seconds: reports.append((share, seconds)))
+    assert reports == [(None, t) for t in (0.0, 0.5, 1.0, 1.5, 2.0, 2.5)] and result["duration"] == 2.5
+
+
 def test_the_video_modules_never_import_torch(clip):
     """Only the engine a caller hands in may bring torch; the sampling, tracking and data-set code do not."""
     code = ("import sys; from fakes import FakePredictor; from model_server import video; "
@@ -128,6 +143,7 @@ def test_upload_gives_a_job_whose_result_is_a_timeline(client, clip):
     assert body["status_url"] == f"/api/v1/videos/{body['id']}" and answer.headers["Location"] == body["status_url"]
     done = wait_done(client, body["status_url"])
     assert done["status"] == "done" and done["progress"] == 1.0 and done["error"] is None
+    assert done["seconds_analysed"] == 3.0
     result = done["result"]
     assert result["duration"] == 3.0 and result["frames"] == 6 and result["model"]["name"] == "fake"
     [track] = result["tracks"]  # the fake model finds one face in the centre of every frame

@@ -173,7 +173,10 @@ def openapi_document() -> dict[str, Any]:
             "VideoJob": {"type": "object", "properties": {
                 "id": {"type": "string"},
                 "status": {"type": "string", "enum": ["queued", "running", "done", "failed", "cancelled"]},
-                "progress": {"type": "number", "minimum": 0, "maximum": 1},
+                "progress": {"type": "number", "minimum": 0, "maximum": 1, "nullable": True,
+                             "description": "Share of the clip analysed; null while its length is unknown "
+                                            "(WebM recorded by a browser often does not say)."},
+                "seconds_analysed": {"type": "number", "description": "Seconds of the clip read so far."},
                 "error": {"nullable": True, "allOf": [{"$ref": "#/components/schemas/Error"}]},
                 "result": {"type": "object", "nullable": True, "properties": {
                     "duration": {"type": "number"}, "frames": {"type": "integer"},

@@ -61,12 +61,14 @@ class VideoJob:
     predictor: Predictor
     cancel: threading.Event = field(default_factory=threading.Event)
 
-    def record(self, status: str, progress: float = 0.0, result: dict[str, Any] | None = None,
-               error: dict[str, str] | None = None) -> dict[str, Any]:
-        """The status answer ``{id, status, progress, fps, mode, result, error}`` (plus when it finished)."""
+    def record(self, status: str, progress: float | None = 0.0, seconds: float = 0.0,
+               result: dict[str, Any] | None = None, error: dict[str, str] | None = None) -> dict[str, Any]:
+        """The status answer ``{id, status, progress, seconds_analysed, fps, mode, result, error}`` (plus when it
+        finished); ``progress`` is None while the clip's length is unknown."""
         finished = time.time() if status in ("done", "failed", "cancelled") else None
-        return {"id": self.id, "status": status, "progress": round(progress, 3), "fps": self.fps,
-                "mode": self.mode, "result": result, "error": error, "finished": finished}
+        return {"id": self.id, "status": status, "progress": None if progress is None else round(progress, 3),
+                "seconds_analysed": round(seconds, 1), "fps": self.fps, "mode": self.mode, "result": result,
+                "error": error, "finished": finished}
 
 
 class VideoJobs:
@@ -140,9 +142,10 @@ class VideoJobs:
         try:
             result = video.analyse_video(job.path, self._predictor_for(job), fps=job.fps, mode=job.mode,
                                          max_seconds=self.max_seconds,
-                                         progress=lambda share: self.board.put(job.record("running", share)),
+                                         progress=lambda share, seconds: self.board.put(
+                                             job.record("running", share, seconds)),
                                          cancelled=lambda: self._cancelled(job))
-            self.board.put(job.record("done", 1.0, result=result))
+            self.board.put(job.record("done", 1.0, result["duration"], result=result))
         except video.VideoCancelled:
             pass  # the board forgot the job when it was cancelled
         except AnalysisError as error:

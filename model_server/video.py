@@ -203,8 +203,7 @@ def analyse_video(path: str | Path, predictor: Predictor, fps: float = DEFAULT_F
 
     ``progress`` gets the share of the clip done (0..1, or None when the container does not say how long the
     clip is, as WebM recorded by browsers often does) and the seconds of clip read, after each sampled frame;
-    ``cancelled`` is asked before each
-    frame and raises VideoCancelled when it answers True.
+    ``cancelled`` is asked before each frame and raises VideoCancelled when it answers True.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}")

@@ -1,7 +1,7 @@
 """Where video jobs' status lives: this process's memory, or Redis so any web process can answer for any job.
 
-A record is the status answer itself (``{id, status, progress, seconds_analysed, fps, mode, result, error}``) plus when it
-finished. The clip and its worker stay in the process that took the upload; a cancel sent to another
+A record is the status answer itself (``{id, status, progress, seconds_analysed, fps, mode, result, error}``)
+plus when it finished. The clip and its worker stay in the process that took the upload; a cancel sent to another
 process reaches that worker through a flag it checks before each frame.
 """
 

@@ -17,12 +17,17 @@ from .labels import EMOJI, EMOTIONS
 
 @dataclass(frozen=True)
 class Box:
-    """A face rectangle in image pixels; refuses empty or negative boxes."""
+    """A face rectangle in image pixels; refuses empty or negative boxes.
+
+    ``angle`` is how far (degrees, counter-clockwise as ``cv2.getRotationMatrix2D`` turns) the picture must
+    turn about the box's centre for the face to stand upright: a detector pass on a rotated view knows it.
+    """
 
     x: int
     y: int
     w: int
     h: int
+    angle: float = 0.0
 
     def __post_init__(self) -> None:
         if self.w <= 0 or self.h <= 0 or self.x < 0 or self.y < 0:
@@ -98,7 +103,9 @@ class AnalysisRequest:
     settings: ``photo`` (thorough) or ``live`` (webcam rate). ``hints`` are boxes where faces were in the
     caller's previous frames (live tracking): when given, faces are looked for only around them, and a face
 that is not found there is left out (the caller then asks for a full search); ``deadline`` is a wall-clock time (``time.time()``) after
-    which nobody waits for the answer any more.
+    which nobody waits for the answer any more. ``face_only`` says the picture is one face, already
+    cropped (a face data set, a cut-out): detection is skipped and its largest centred square is read as
+    that face, as FER2013's own crops are.
     """
 
     image: bytes | np.ndarray
@@ -109,6 +116,7 @@ that is not found there is left out (the caller then asks for a full search); ``
     max_pixels: int | None = None
     hints: tuple[Box, ...] = ()
     deadline: float | None = None
+    face_only: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

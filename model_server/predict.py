@@ -37,6 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", help="model file (default: the shipped model)")
     parser.add_argument("--annotate", type=Path, metavar="OUT.png", help="write a copy with boxes, labels, emoji")
     parser.add_argument("--tta", choices=TTA_MODES, help="test-time augmentation (default: the model card's)")
+    parser.add_argument("--face-only", action="store_true",
+                        help="each image is one face, already cropped: skip detection and read the whole image")
     args = parser.parse_args(argv)
     try:
         engine = create_engine(batching=False, checkpoint=args.checkpoint, photo_tta=args.tta)
@@ -46,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     failures = 0
     for index, name in enumerate(args.images):
         try:
-            analysis = engine.analyze(AnalysisRequest(Path(name).read_bytes(), want_annotated=bool(args.annotate)))
+            analysis = engine.analyze(AnalysisRequest(Path(name).read_bytes(), want_annotated=bool(args.annotate),
+                                                      face_only=args.face_only))
         except (OSError, ImageError) as error:
             print(json.dumps({"image": name, "error": str(error)}))
             failures += 1

@@ -29,7 +29,8 @@ def _encoded(rgb: np.ndarray, fmt: str) -> bytes:
 
 
 class FakePredictor:
-    """One face in the centre of any image at least 64x64; probabilities follow the pixel mean."""
+    """One face in the centre of any image at least 64x64 (of any image when ``face_only``: then the face is its
+    largest centred square, as in the engine); probabilities follow the pixel mean."""
 
     runs_locally = True
 
@@ -48,13 +49,13 @@ class FakePredictor:
         rgb = decode_rgb(request.image, request.max_pixels or self.photo_max_pixels)
         height, width = rgb.shape[:2]
         faces: tuple[FaceResult, ...] = ()
-        if min(height, width) >= MIN_SIDE:
+        if request.face_only or min(height, width) >= MIN_SIDE:
             mean = float(rgb.mean()) / 255.0
             logits = np.cos(mean * 6.0 + np.arange(len(EMOTIONS)) * 0.9) * 3.0
             probabilities = np.exp(logits) / np.exp(logits).sum()
-            box = Box(width // 4, height // 4, width // 2, height // 2)
-            side = min(width, height) // 2
+            side = min(width, height) // (1 if request.face_only else 2)
             square = Box((width - side) // 2, (height - side) // 2, side, side)
+            box = square if request.face_only else Box(width // 4, height // 4, width // 2, height // 2)
             gray = np.asarray(Image.fromarray(rgb).convert("L"))
             region = gray[square.y:square.y + square.h, square.x:square.x + square.w]
             crop = np.asarray(Image.fromarray(region).resize((48, 48))) if request.want_crops else None

@@ -18,7 +18,8 @@ def _token(html: str) -> str:
 
 def test_home_page_has_labelled_controls(client):
     html = client.get("/").get_data(as_text=True)
-    for control in ('for="image"', 'for="image_url"', 'for="keep_photo"', 'type="submit"', 'aria-live="polite"'):
+    for control in ('for="image"', 'for="image_url"', 'for="keep_photo"', 'for="face_only"', 'type="submit"',
+                    'aria-live="polite"'):
         assert control in html
 
 
@@ -83,6 +84,15 @@ def test_no_face_says_what_is_most_likely_and_what_helps(client):
     tiny = upload(client, image_bytes(48, 40)).get_json()
     page = client.get(f"/a/{tiny['id']}").get_data(as_text=True)
     assert "No face found" in page and "The image is small (48\u00d740 pixels)" in page
+    assert "\u201cThe picture is one face\u201d ticked" in page  # the way out for a close crop
+
+
+def test_the_form_reads_a_picture_marked_as_one_face_without_searching(client):
+    token = _token(client.get("/").get_data(as_text=True))
+    form = {"csrf_token": token, "image": (io.BytesIO(image_bytes(48, 40)), "face.png"), "face_only": "on"}
+    posted = client.post("/analyze", data=form, content_type="multipart/form-data")
+    page = client.get(posted.headers["Location"]).get_data(as_text=True)
+    assert "No face found" not in page and page.count('class="bar') >= len(EMOTIONS)
 
 
 def test_reading_order_numbers_rows_top_to_bottom_then_left_to_right():

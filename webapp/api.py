@@ -90,7 +90,8 @@ def predict():
                            code="missing_image")
     outcome = photo_service.analyse_photo(data, source, keep_photo=_option("keep_photo", body),
                                           want_annotated=_option("annotate", body),
-                                          want_crops=_option("crops", body), want_image=_option("image", body))
+                                          want_crops=_option("crops", body), want_image=_option("image", body),
+                                          face_only=_option("face_only", body))
     if _has_session_cookie():
         # Browsers that loaded our pages also own it by session; token clients get no cookie at all.
         analyses.remember_owner(outcome.analysis.id)

@@ -19,6 +19,8 @@ def _options() -> list[dict[str, Any]]:
         "image": "Add `image`: the upright photo as a JPEG data URL without EXIF, to draw your own boxes on "
                  "(not stored).",
         "keep_photo": "Keep the photo (re-encoded, EXIF removed) so the permalink page shows it. Default false.",
+        "face_only": "The picture is one face, already cropped (a face data set, a cut-out): no detection; its "
+                     "largest centred square is read as that one face. Default false.",
     }
     return [{"name": name, "in": "query", "required": False, "description": text + " Also accepted as a "
              "form field or JSON key.", "schema": {"type": "boolean", "default": False}}
@@ -54,7 +56,7 @@ def openapi_document() -> dict[str, Any]:
                                       "description": "Public http(s) URL; private, loopback, link-local and "
                                                      "metadata addresses are refused."},
                         "annotate": {"type": "boolean"}, "crops": {"type": "boolean"}, "image": {"type": "boolean"},
-                        "keep_photo": {"type": "boolean"}}}}}},
+                        "keep_photo": {"type": "boolean"}, "face_only": {"type": "boolean"}}}}}},
                 "responses": {
                     "200": {"description": "The analysis (faces may be empty).", "content": {"application/json": {
                         "schema": {"$ref": "#/components/schemas/Prediction"}}}},

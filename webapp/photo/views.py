@@ -32,7 +32,8 @@ def analyze():
             data, source = service.fetch_url(image_url), "url"
         else:
             raise InvalidInput("choose a photo or paste an image URL first", code="missing_image")
-        outcome = service.analyse_photo(data, source, keep_photo=request.form.get("keep_photo") == "on")
+        outcome = service.analyse_photo(data, source, keep_photo=request.form.get("keep_photo") == "on",
+                                        face_only=request.form.get("face_only") == "on")
     except Exception as error:
         known = describe(error)
         if known is None:
@@ -54,19 +55,24 @@ def _wording() -> dict:
     return {"appearance_note": analyses.APPEARANCE_NOTE}
 
 
+# A face cropped close leaves the detector no room around it; reading the whole picture needs no detector.
+_FACE_ONLY_TIP = ("If the picture is already one face cropped close, upload it again with "
+                  "\u201cThe picture is one face\u201d ticked.")
+
+
 def no_face_advice(width: int, height: int) -> tuple[str, list[str]]:
     """(most likely reason, what helps) when no face was found, from what is known: the image size."""
     short = min(width, height)
     if short < 200:
         return (f"The image is small ({width}\u00d7{height} pixels), so a face in it has few pixels to find.",
                 ["Use the original photo rather than a thumbnail or screenshot.",
-                 "Crop closer to the face, so it fills at least a fifth of the picture."])
+                 "Crop closer to the face, so it fills at least a fifth of the picture.", _FACE_ONLY_TIP])
     return ("The face detector finds faces seen from the front (or nearly) that are at least about "
             f"{max(20, short // 50)} pixels wide; faces in profile, tilted far, very small or partly covered "
             "(sunglasses, masks, hands) are missed.",
             ["Use a photo where the face looks towards the camera and is not covered.",
              "If the faces are small in a wide shot, crop closer to them.",
-             "If the photo is dark or backlit, choose a brighter one."])
+             "If the photo is dark or backlit, choose a brighter one.", _FACE_ONLY_TIP])
 
 
 def _results_context(analysis_id: str) -> dict:

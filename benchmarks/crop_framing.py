@@ -13,13 +13,24 @@ little harshly: a real photo has hair, ears and background there.
 
 from __future__ import annotations
 
+import argparse
+import sys
+from pathlib import Path
+
 import cv2
 import numpy as np
+import torch
 
-from fer_sample import FACE, accuracy_on, in_border, public_sample, sample_arguments
-from model_server.api import Box
-from model_server.serving.detector import ALT, FRONTAL, CascadePool, square_box
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
 
+from model_server.api import Box  # noqa: E402
+from model_server.checkpoint import LIVE_CHECKPOINT, load_model  # noqa: E402
+from model_server.serving.detector import ALT, FRONTAL, CascadePool, square_box  # noqa: E402
+from model_server.training.data import load_faces  # noqa: E402
+from model_server.training.loop import TrainConfig, predict_probabilities  # noqa: E402
+
+FACE = 4 * 48  # the face enlarged 4x: cascades need more than 48 px to box it
 MARGINS = (0.0, 0.02, 0.05, 0.1, 0.15)
 
 
@@ -34,21 +45,32 @@ def detected_box(canvas: np.ndarray, cascade: cv2.CascadeClassifier) -> Box | No
 
 def main() -> None:
     """Print the framing statistics and the accuracy per margin for each cascade."""
-    args = sample_arguments(__doc__, limit=1000)
-    faces, labels = public_sample(args.data, args.limit)
-    accuracy = accuracy_on(args.checkpoint)
-    canvases = [in_border(face) for face in faces]
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", default=TrainConfig.data)
+    parser.add_argument("--limit", type=int, default=1000, help="random PublicTest faces to use")
+    parser.add_argument("--checkpoint", default=str(LIVE_CHECKPOINT))
+    args = parser.parse_args()
+    public = load_faces(args.data).split("PublicTest")
+    chosen = np.random.default_rng(0).choice(len(public.images), min(args.limit, len(public.images)), replace=False)
+    model, card = load_model(args.checkpoint)
+    canvases = [cv2.copyMakeBorder(cv2.resize(public.images[i], (FACE, FACE), interpolation=cv2.INTER_CUBIC),
+                                   FACE // 2, FACE // 2, FACE // 2, FACE // 2, cv2.BORDER_REFLECT) for i in chosen]
+
+    def accuracy(faces: list[np.ndarray], labels: np.ndarray) -> float:
+        probabilities = predict_probabilities(model, torch.from_numpy(np.stack(faces)), card.preprocessing, tta="flip")
+        return float((card.calibrate(probabilities).argmax(dim=1).numpy() == labels).mean())
+
     for name in (FRONTAL, ALT):
         with CascadePool(name).borrow() as cascade:
             boxes = [detected_box(canvas, cascade) for canvas in canvases]
         found = [k for k, box in enumerate(boxes) if box is not None]
         ratios = np.array([boxes[k].w / FACE for k in found])
-        seen = labels[found]
-        print(f"{name}: found {len(found) / len(faces):.0%} of {len(faces)} faces; box side / FER crop: "
+        labels = public.labels[chosen[found]]
+        print(f"{name}: found {len(found) / len(chosen):.0%} of {len(chosen)} faces; box side / FER crop: "
               f"median {np.median(ratios):.3f} (quartiles {np.percentile(ratios, 25):.3f}-"
               f"{np.percentile(ratios, 75):.3f}); margin per side matching FER's framing: "
               f"{(1 / np.median(ratios) - 1) / 2:.3f}")
-        own = accuracy([faces[k] for k in found], seen)
+        own = accuracy([public.images[chosen[k]] for k in found], labels)
         print(f"  accuracy on FER's own crops of these faces: {own:.2%}")
         for margin in MARGINS:
             crops = []
@@ -57,7 +79,7 @@ def main() -> None:
                 region = canvases[k][square.y:square.y + square.h, square.x:square.x + square.w]
                 crops.append(cv2.resize(region, (48, 48), interpolation=cv2.INTER_AREA))
             framing = np.median(ratios) * (1 + 2 * margin)
-            print(f"  margin {margin:.2f} (about {framing:.2f}x FER's framing): {accuracy(crops, seen):.2%}",
+            print(f"  margin {margin:.2f} (about {framing:.2f}x FER's framing): {accuracy(crops, labels):.2%}",
                   flush=True)
 
 

@@ -17,17 +17,12 @@ from .labels import EMOJI, EMOTIONS
 
 @dataclass(frozen=True)
 class Box:
-    """A face rectangle in image pixels; refuses empty or negative boxes.
-
-    ``angle`` is how far (degrees, counter-clockwise as ``cv2.getRotationMatrix2D`` turns) the picture must
-    turn about the box's centre for the face to stand upright: a detector pass on a rotated view knows it.
-    """
+    """A face rectangle in image pixels; refuses empty or negative boxes."""
 
     x: int
     y: int
     w: int
     h: int
-    angle: float = 0.0
 
     def __post_init__(self) -> None:
         if self.w <= 0 or self.h <= 0 or self.x < 0 or self.y < 0:

@@ -11,8 +11,7 @@ from skimage import data
 
 from model_server.api import Box
 from model_server.serving.detector import (
-    ALT, FRONTAL, HaarFaceDetector, Pass, PhotoFaceDetector, create_detector, make_view, square_box, suppress,
-    upright_crop)
+    ALT, FRONTAL, HaarFaceDetector, Pass, PhotoFaceDetector, create_detector, make_view, suppress)
 
 # The astronaut's face in skimage.data.astronaut(), as the frontal cascades box it.
 FACE = Box(177, 66, 96, 96)
@@ -61,35 +60,6 @@ def test_a_portrait_tilted_25_degrees_is_found_where_the_face_is(photo, astronau
     assert len(boxes) == 1
     assert np.linalg.norm(centre(boxes[0]) - face_centre) < 20
     assert 0.7 < boxes[0].w / FACE.w < 1.4
-
-
-def similarity(crop: np.ndarray, reference: np.ndarray) -> float:
-    """Pixel correlation of two equal-sized grayscale crops (1: the same picture up to brightness and contrast)."""
-    return float(np.corrcoef(crop.ravel().astype(float), reference.ravel().astype(float))[0, 1])
-
-
-@pytest.mark.parametrize("tilt", [25, -25])
-def test_a_face_found_in_a_turned_view_is_cut_upright(photo, astronaut, tilt):
-    upright_face = cv2.resize(astronaut[FACE.y:FACE.y + FACE.h, FACE.x:FACE.x + FACE.w], (48, 48),
-                              interpolation=cv2.INTER_AREA)
-    image, _ = tilted(astronaut, tilt)
-    [box] = photo.detect(image)
-    assert box.angle == (-20 if tilt > 0 else 20)  # the view turned back towards upright saw it
-    square = square_box(box, 0.0, image.shape[1], image.shape[0])
-    as_found = cv2.resize(image[square.y:square.y + square.h, square.x:square.x + square.w], (48, 48),
-                          interpolation=cv2.INTER_AREA)
-    turned = upright_crop(image, box, 0.0, 48)
-    assert similarity(turned, upright_face) > 0.8
-    assert similarity(turned, upright_face) > similarity(as_found, upright_face) + 0.2
-
-
-def test_an_upright_crop_of_an_upright_box_matches_the_plain_crop_even_at_the_edge(astronaut):
-    inside = Box(FACE.x, FACE.y, FACE.w, FACE.h)
-    plain = cv2.resize(astronaut[inside.y:inside.y + inside.h, inside.x:inside.x + inside.w], (48, 48),
-                       interpolation=cv2.INTER_AREA)
-    assert similarity(upright_crop(astronaut, inside, 0.0, 48), plain) > 0.97
-    corner = upright_crop(astronaut, Box(0, 0, 60, 60, angle=20.0), 0.02, 48)
-    assert corner.shape == (48, 48) and corner.dtype == np.uint8
 
 
 @pytest.mark.parametrize("look", [Pass(FRONTAL, 400, angle=20), Pass(FRONTAL, 300, angle=-15, mirror=True, pad=0.2),

@@ -2,7 +2,6 @@
 
 import threading
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -196,18 +195,6 @@ def test_the_analysis_carries_the_exact_crop_the_classifier_saw(tiny_engine):
     classifier = tiny_engine._runners["photo"].classifier
     np.testing.assert_allclose(classifier.classify([face.crop])[0], face.probabilities, atol=1e-3)
     assert analyse(tiny_engine, rgb).faces[0].crop is None  # not asked for, not sent
-
-
-def test_a_face_the_detector_found_tilted_reaches_the_classifier_upright(tiny_engine):
-    gray = to_gray(astronaut_rgb())
-    face = gray[ASTRONAUT_FACE.y:ASTRONAUT_FACE.y + ASTRONAUT_FACE.h, ASTRONAUT_FACE.x:ASTRONAUT_FACE.x + ASTRONAUT_FACE.w]
-    centre = (ASTRONAUT_FACE.x + ASTRONAUT_FACE.w / 2, ASTRONAUT_FACE.y + ASTRONAUT_FACE.h / 2)
-    tilted = cv2.warpAffine(gray, cv2.getRotationMatrix2D(centre, 20, 1.0), gray.shape[::-1])
-    level, turned = (tiny_engine.crops(tilted, [Box(*ASTRONAUT_FACE.as_dict().values(), angle=angle)], 48)[0][2]
-                     for angle in (0.0, -20.0))
-    upright = cv2.resize(face, (48, 48), interpolation=cv2.INTER_AREA).astype(float).ravel()
-    agreement = [np.corrcoef(crop.astype(float).ravel(), upright)[0, 1] for crop in (level, turned)]
-    assert agreement[1] > 0.9 and agreement[1] > agreement[0] + 0.2
 
 
 def test_face_only_reads_the_largest_centred_square_without_detection(tiny_engine):

@@ -39,26 +39,6 @@ def square_box(box: Box, margin: float, width: int, height: int) -> Box | None:
     return Box(left, top, right - left, bottom - top)
 
 
-def upright_crop(gray: np.ndarray, box: Box, margin: float, size: int) -> np.ndarray:
-    """The size x size face of ``square_box``'s framing, cut from the picture turned by ``box.angle`` about the
-    face's centre so that a tilted head reads upright, as the networks saw faces in training."""
-    side = max(box.w, box.h) * (1 + 2 * margin)
-    centre = np.array([box.x + box.w / 2, box.y + box.h / 2])
-    # Shrink the neighbourhood first by averaging pixels (INTER_AREA): a warp alone would alias a large face.
-    reach = int(np.ceil(side * 0.75))  # the turned square's corners lie within 0.71 of its side
-    left, top = np.maximum(0, np.floor(centre - reach).astype(int))
-    right, bottom = np.minimum(gray.shape[1::-1], np.ceil(centre + reach).astype(int))
-    region, shrink_by = gray[top:bottom, left:right], min(1.0, 2 * size / side)
-    if shrink_by < 1.0:
-        new_size = (max(1, round(region.shape[1] * shrink_by)), max(1, round(region.shape[0] * shrink_by)))
-        region = cv2.resize(region, new_size, interpolation=cv2.INTER_AREA)
-    local = (centre - (left, top)) * shrink_by
-    turn = cv2.getRotationMatrix2D(tuple(local), box.angle, size / (side * shrink_by))
-    turn[:, 2] += size / 2 - local
-    # Past the picture's edge, the nearest pixels repeat: a face cut by the border keeps its own tones.
-    return cv2.warpAffine(region, turn, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-
-
 class CascadePool:
     """Idle ``cv2.CascadeClassifier`` objects of one bundled cascade file, lent out one per detection.
 
@@ -103,11 +83,11 @@ def shrink(gray: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float]:
     return cv2.resize(gray, size, interpolation=cv2.INTER_AREA), scale
 
 
-def clipped_box(x: float, y: float, w: float, h: float, width: int, height: int, angle: float = 0.0) -> Box | None:
+def clipped_box(x: float, y: float, w: float, h: float, width: int, height: int) -> Box | None:
     """A box rounded to pixels and clipped to a width x height image; None when nothing is left."""
     left, top = max(0, int(round(x))), max(0, int(round(y)))
     right, bottom = min(width, int(round(x + w))), min(height, int(round(y + h)))
-    return Box(left, top, right - left, bottom - top, angle) if right > left and bottom > top else None
+    return Box(left, top, right - left, bottom - top) if right > left and bottom > top else None
 
 
 def largest_first(boxes: list[Box]) -> list[Box]:
@@ -281,15 +261,12 @@ class PhotoFaceDetector:
             keep = [(int(n), tuple(int(v) for v in box)) for box, n in zip(found, neighbours)
                     if any(confirmed(view.image, box, checker) for checker in checkers)]
         back = cv2.invertAffineTransform(view.matrix)
-        # The face stood upright in the view, so turning the photo by the view's angle about the face's centre
-        # shows it upright again (a mirrored view turned the other way round); the crop is cut that way.
-        upright = -look.angle if look.mirror else look.angle
         results = []
         for n, (x, y, w, h) in keep:
             # Boxes go back by their centre; their size only undoes the shrink (a rotated box stays upright).
             cx, cy = back @ np.array([x + w / 2, y + h / 2, 1.0])
             box = clipped_box(cx - w / view.scale / 2, cy - h / view.scale / 2, w / view.scale, h / view.scale,
-                              width, height, upright)
+                              width, height)
             if box is not None:
                 results.append((n, box))
         return results

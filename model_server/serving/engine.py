@@ -16,7 +16,7 @@ from .batching import BatcherClosed, DynamicBatcher
 from ..checkpoint import LIVE_CHECKPOINT
 from .classifier import EmotionClassifier
 from .config import ServingConfig
-from .detector import FaceDetector, HaarFaceDetector, create_detector, square_box, upright_crop
+from .detector import FaceDetector, HaarFaceDetector, create_detector, square_box
 from .draw import annotate
 from .imaging import decode_image, encode_image
 
@@ -105,16 +105,12 @@ class Engine:
         return True
 
     def crops(self, gray: np.ndarray, boxes: list[Box], face_size: int) -> list[tuple[Box, Box, np.ndarray]]:
-        """(box, square crop box, face_size² crop) per box: the exact input the classifier sees (turned upright
-        when the detector found the face tilted)."""
+        """(box, square crop box, face_size² crop) per box: the exact input the classifier sees."""
         height, width = gray.shape[:2]
         found = []
         for box in boxes:
             square = square_box(box, self.config.crop_margin, width, height)
             if square is None:
-                continue
-            if box.angle:
-                found.append((box, square, upright_crop(gray, box, self.config.crop_margin, face_size)))
                 continue
             region = gray[square.y:square.y + square.h, square.x:square.x + square.w]
             # Shrinking averages pixels (INTER_AREA); enlarging a small face interpolates.
@@ -134,11 +130,12 @@ class Engine:
         # Hints are in full-image pixels; the decode may be smaller (live frames are decoded at reduced size).
         to_decoded = gray.shape[1] / full_size[0]
         hints = [_scaled(hint, to_decoded, gray.shape[1], gray.shape[0]) for hint in request.hints]
-        boxes = self.follow(gray, [hint for hint in hints if hint]) if request.hints else []
         if request.face_only:
             side = min(gray.shape[:2])
             boxes = [Box((gray.shape[1] - side) // 2, (gray.shape[0] - side) // 2, side, side)]
-        elif len(boxes) < len(request.hints) or not request.hints:
+        else:
+            boxes = self.follow(gray, [hint for hint in hints if hint]) if request.hints else []
+        if not request.face_only and (len(boxes) < len(request.hints) or not request.hints):
             # A followed face was lost (turned away, occluded, or it moved fast): search the whole frame now
             # rather than answer without it, keeping what following found where the full search missed.
             full = runner.detector.detect(gray)

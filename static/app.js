@@ -128,12 +128,31 @@ async function analyse(formData, photoUrl) {
     const found = result.faces.length ? `Found ${result.faces.length} face${result.faces.length > 1 ? "s" : ""}.`
                                       : "No face found.";
     say(result.notice ? `${found} ${result.notice}.` : found);
+    if (!result.faces.length && !formData.has("face_only")) offerWholePicture(formData, photoUrl);
   } catch (error) {
     $("#results").replaceChildren();  // an old result under a new error would look like the new answer
     say(error.message, true);
   } finally {
     button.disabled = false;
   }
+}
+
+function offerWholePicture(formData, photoUrl) {
+  // A face cropped close leaves the detector no room around it: offer to read the same picture whole,
+  // without choosing it again (the form data still holds the file or the URL).
+  const advice = $("#results .no-face");
+  if (!advice) return;
+  const button = document.createElement("button");
+  button.type = "button";
+  button.id = "read-whole";
+  button.textContent = "Read the whole picture as one face";
+  button.addEventListener("click", () => {
+    const again = new FormData();
+    for (const [key, value] of formData) again.append(key, value);
+    again.set("face_only", "true");
+    analyse(again, photoUrl);
+  });
+  advice.append(button);
 }
 
 function setUpUpload() {

@@ -203,6 +203,9 @@ def test_errors_clear_the_old_result_and_no_face_says_what_helps(tmp_path):
         expect(page.locator("#results-heading")).to_have_text("No face found")
         expect(page.locator(".no-face")).to_contain_text("The image is small (48\u00d740 pixels)")
         assert_accessible(page, "a no-face result")
+        page.locator("#read-whole").click()  # the same picture again, read as one cropped face
+        expect(page.locator("#results-heading")).to_have_text("1 face found")
+        assert page.locator("#read-whole").count() == 0
         upload(page, base_url, good)
         page.set_input_files("#image", str(broken))
         page.locator("#analyse-button").click()

@@ -102,6 +102,16 @@ def test_predict_prints_faces_and_annotates(tmp_path):
     assert annotated.shape == astronaut_rgb().shape and not np.array_equal(annotated, astronaut_rgb())
 
 
+def test_predict_face_only_reads_each_cropped_face_whole(tmp_path):
+    crop = tmp_path / "crop.png"
+    Image.fromarray(np.full((40, 48), 120, np.uint8)).save(crop)  # too small and too plain to detect anything
+    checkpoint = tiny_checkpoint(tmp_path / "m.pt")
+    searched, whole = (json.loads(run_module("model_server.predict", crop, "--checkpoint", checkpoint, *flags).stdout)
+                       for flags in ((), ("--face-only",)))
+    assert searched["faces"] == []
+    assert [face["box"] for face in whole["faces"]] == [{"x": 4, "y": 0, "w": 40, "h": 40}]
+
+
 def test_predict_with_a_corrupt_checkpoint_says_so(tmp_path):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"junk")

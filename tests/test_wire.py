@@ -28,7 +28,8 @@ def analysis(with_extras: bool = True) -> ImageAnalysis:
 
 def test_a_request_with_bytes_survives_the_wire():
     request = AnalysisRequest(b"\xff\xd8 any bytes \x00", mode="live", want_crops=True, want_jpeg=True,
-                              max_pixels=1234, hints=(Box(1, 2, 3, 4), Box(5, 6, 7, 8)), deadline=1.7e9 + 0.125)
+                              max_pixels=1234, hints=(Box(1, 2, 3, 4), Box(5, 6, 7, 8)), deadline=1.7e9 + 0.125,
+                              face_only=True)
     assert decode_request(encode_request(request)) == request
 
 

@@ -131,15 +131,16 @@ class Engine:
         to_decoded = gray.shape[1] / full_size[0]
         hints = [_scaled(hint, to_decoded, gray.shape[1], gray.shape[0]) for hint in request.hints]
         if request.face_only:
+            # The caller says the picture is one cropped face: its largest centred square is FER2013's framing.
             side = min(gray.shape[:2])
             boxes = [Box((gray.shape[1] - side) // 2, (gray.shape[0] - side) // 2, side, side)]
         else:
             boxes = self.follow(gray, [hint for hint in hints if hint]) if request.hints else []
-        if not request.face_only and (len(boxes) < len(request.hints) or not request.hints):
-            # A followed face was lost (turned away, occluded, or it moved fast): search the whole frame now
-            # rather than answer without it, keeping what following found where the full search missed.
-            full = runner.detector.detect(gray)
-            boxes = full + [box for box in boxes if all(box.iou(other) < 0.3 for other in full)]
+            if len(boxes) < len(request.hints) or not request.hints:
+                # A followed face was lost (turned away, occluded, or it moved fast): search the whole frame now
+                # rather than answer without it, keeping what following found where the full search missed.
+                full = runner.detector.detect(gray)
+                boxes = full + [box for box in boxes if all(box.iou(other) < 0.3 for other in full)]
         kept, omitted = boxes[: self.config.max_faces], max(0, len(boxes) - self.config.max_faces)
         cut = self.crops(gray, kept, runner.face_size)
         detected = time.perf_counter()

@@ -19,7 +19,8 @@ def fetch_url(url: str) -> bytes:
 
 
 def analyse_photo(data: bytes, source: str, *, keep_photo: bool = False, want_annotated: bool = False,
-                  want_crops: bool = False, want_image: bool = False, face_only: bool = False) -> analyses.NewAnalysis:
+                  want_crops: bool = False, want_image: bool = False,
+                  face_only: bool = False) -> analyses.NewAnalysis:
     """Analyse one photo (decoding, detection and encoding all in the model tier) and store the answer.
 
     ``face_only``: the picture is one face already cropped, so the whole of it is read without detection.

@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/bench_upload.py            # the real model
     .venv/bin/python benchmarks/bench_upload.py --fake     # the test predictor (measures the web stack)
+    .venv/bin/python benchmarks/bench_upload.py --face-only   # sent with face_only: no detection, one face read
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ def main() -> None:
     parser.add_argument("--predictor", help="predictor spec (default: the app's EMO_PREDICTOR default)")
     parser.add_argument("--requests", type=int, default=50)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--face-only", action="store_true", help="send face_only=true (the picture read whole)")
     args = parser.parse_args()
     predictor = FAKE_SPEC if args.fake else args.predictor
     jpeg, port = photo_jpeg(), free_port()
@@ -86,7 +88,8 @@ def main() -> None:
             with requests.Session() as http:
                 for number in range(args.warmup + args.requests):
                     started = time.perf_counter()
-                    response = http.post(f"{base}/api/v1/predict", files={"image": ("photo.jpg", jpeg, "image/jpeg")})
+                    response = http.post(f"{base}/api/v1/predict", files={"image": ("photo.jpg", jpeg, "image/jpeg")},
+                                         data={"face_only": "true"} if args.face_only else None)
                     elapsed = (time.perf_counter() - started) * 1000
                     response.raise_for_status()
                     faces.add(len(response.json()["faces"]))
@@ -98,7 +101,7 @@ def main() -> None:
     timings.sort()
     p95 = timings[min(len(timings) - 1, int(round(0.95 * (len(timings) - 1))))]
     print(f"{len(timings)} uploads of a {len(jpeg) / 1024:.0f} KB 1155x866 JPEG, faces per answer {sorted(faces)}; "
-          f"predictor {predictor or 'default'}")
+          f"predictor {predictor or 'default'}{', face_only' if args.face_only else ''}")
     print(f"median {statistics.median(timings):.1f} ms   p95 {p95:.1f} ms   min {timings[0]:.1f} ms")
 
 

@@ -42,7 +42,7 @@ def test_no_face_is_an_empty_list_not_an_error(client):
 
 
 def test_face_only_reads_a_picture_too_small_to_search_as_one_face(client):
-    # 32x32 is below what the detector searches; a face data set's crop may well be that small.
+    # The test predictor finds no face under 64 px, like a detector missing a close crop; face_only reads it.
     assert upload(client, image_bytes(32, 40)).get_json()["faces"] == []
     [face] = upload(client, image_bytes(32, 40), face_only="true").get_json()["faces"]
     assert face["box"] == {"x": 0, "y": 4, "w": 32, "h": 32}  # the largest centred square

@@ -119,7 +119,8 @@ class Engine:
         return found
 
     def analyze(self, request: AnalysisRequest) -> ImageAnalysis:
-        """Decode, detect (or follow the hinted faces), crop, classify and encode one image as the request asks."""
+        """Decode, detect (or follow the hinted faces, or take the picture as one face), crop, classify and encode
+        one image as the request asks."""
         if request.deadline is not None and time.time() > request.deadline:
             raise ModelBusyError("the request waited past its deadline; try again")
         runner, info = self._runners[request.mode], self._infos[request.mode]
@@ -127,14 +128,14 @@ class Engine:
         rgb, full_size = self._decode(request)
         decoded = time.perf_counter()
         gray = to_gray(rgb)
-        # Hints are in full-image pixels; the decode may be smaller (live frames are decoded at reduced size).
         to_decoded = gray.shape[1] / full_size[0]
-        hints = [_scaled(hint, to_decoded, gray.shape[1], gray.shape[0]) for hint in request.hints]
         if request.face_only:
             # The caller says the picture is one cropped face: its largest centred square is FER2013's framing.
             side = min(gray.shape[:2])
             boxes = [Box((gray.shape[1] - side) // 2, (gray.shape[0] - side) // 2, side, side)]
         else:
+            # Hints are in full-image pixels; the decode may be smaller (live frames are decoded at reduced size).
+            hints = [_scaled(hint, to_decoded, gray.shape[1], gray.shape[0]) for hint in request.hints]
             boxes = self.follow(gray, [hint for hint in hints if hint]) if request.hints else []
             if len(boxes) < len(request.hints) or not request.hints:
                 # A followed face was lost (turned away, occluded, or it moved fast): search the whole frame now

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -100,3 +100,23 @@ def load_model(path: str | Path = DEFAULT_CHECKPOINT) -> tuple[nn.Module, ModelC
     except (ValueError, TypeError, KeyError, RuntimeError) as error:
         raise CheckpointError(f"checkpoint {path} does not match its model card: {error}") from error
     return model.eval(), card
+
+
+def load_member(spec: str | Path) -> tuple[nn.Module, ModelCard]:
+    """A network from a checkpoint file, or ``FILE#N`` for member N of an ensemble checkpoint.
+
+    ``FILE#N`` lets a new ensemble, or a warm restart, reuse the members of a shipped one whose own run
+    folders are gone.
+    """
+    path, _, index = str(spec).partition("#")
+    model, card = load_model(path)
+    if not index:
+        return model, card
+    if card.architecture != "ensemble" or not index.isdigit() or int(index) >= len(model.members):
+        raise CheckpointError(f"{spec}: {path} has no member {index} (it is a {card.architecture})")
+    story = card.training_config["members"][int(index)]
+    member_card = replace(
+        card, architecture=story["architecture"], architecture_kwargs=story["architecture_kwargs"],
+        version=story.get("version", f"{card.version}#{index}"), training_config=story["training_config"],
+        metrics=story["metrics"], temperature=1.0, class_bias=[])
+    return model.members[int(index)], member_card

@@ -17,7 +17,7 @@ from model_server.training import augment
 from model_server.training import loop as train_module
 from model_server.training.calibration import choose_class_bias, fit_temperature
 from model_server.training.data import DataError, ferplus_majority_labels
-from model_server.training.ensemble import (build_ensemble, load_candidate, main as ensemble_main, score_subsets,
+from model_server.training.ensemble import (build_ensemble, load_member, main as ensemble_main, score_subsets,
                                             worst_drop)
 from model_server.training.evaluation import (ROBUSTNESS_CONDITIONS, calibrate_checkpoint, evaluate,
                                               ferplus_report)
@@ -62,7 +62,7 @@ def test_ensemble_checkpoint_averages_its_members_and_names_them_in_the_card(tmp
 def test_a_shipped_ensembles_members_can_join_a_new_ensemble_with_their_own_story(tmp_path):
     members = [small_checkpoint(tmp_path / f"m{seed}.pt", seed) for seed in range(3)]
     save_checkpoint(tmp_path / "old.pt", *build_ensemble(members[:2], "old", "flip"))
-    unpacked, card = load_candidate(f"{tmp_path / 'old.pt'}#1")
+    unpacked, card = load_member(f"{tmp_path / 'old.pt'}#1")
     assert card.architecture == "vgg_tiny" and card.version == "small-1"
     faces = torch.randn(4, 1, 40, 40)
     single, _ = load_model(members[1])
@@ -71,9 +71,25 @@ def test_a_shipped_ensembles_members_can_join_a_new_ensemble_with_their_own_stor
     model, card = build_ensemble([f"{tmp_path / 'old.pt'}#0", members[2]], "new", "flip")
     assert [m["version"] for m in card.training_config["members"]] == ["small-0", "small-2"]
     with pytest.raises(CheckpointError, match="no member 2"):
-        load_candidate(f"{tmp_path / 'old.pt'}#2")
+        load_member(f"{tmp_path / 'old.pt'}#2")
     with pytest.raises(CheckpointError, match="no member"):
-        load_candidate(f"{members[0]}#0")
+        load_member(f"{members[0]}#0")
+
+
+def test_a_warm_restart_can_start_from_a_shipped_ensembles_member(tmp_path):
+    members = [small_checkpoint(tmp_path / f"m{seed}.pt", seed) for seed in range(2)]
+    save_checkpoint(tmp_path / "old.pt", *build_ensemble(members, "old", "flip"))
+    data = write_fer_csv(tmp_path / "fer.csv", rows_per_split=(14, 7, 7))
+    config, _ = train_module.resolve_config([
+        "--data", str(data), "--out-dir", str(tmp_path / "run"), "--epochs", "1", "--max-lr", "0",
+        "--architecture-kwargs", json.dumps(SMALL), "--init-from", f"{tmp_path / 'old.pt'}#1"])
+    child, card = load_model(train_module.train(config))
+    parent, _ = load_model(members[1])
+    # A zero learning rate moves only BatchNorm statistics: the convolutions are member 1's, not member 0's.
+    convolutions = [name for name, value in parent.state_dict().items() if value.dim() == 4]
+    assert all(torch.allclose(child.state_dict()[name], parent.state_dict()[name], atol=1e-3)
+               for name in convolutions)
+    assert card.training_config["parent"]["version"] == "small-1"
 
 
 def test_members_with_different_inputs_cannot_form_an_ensemble(tmp_path):

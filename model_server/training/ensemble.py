@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checkpoint import CheckpointError, ModelCard, load_model, save_checkpoint
+from ..checkpoint import CheckpointError, ModelCard, load_member, save_checkpoint
 from ..networks import create_model
 from .data import DataError, load_faces
 from .evaluation import ROBUSTNESS_CONDITIONS, condition_probabilities, fit_calibration
@@ -37,28 +37,9 @@ def check_compatible(cards: list[ModelCard]) -> None:
         raise CheckpointError(f"ensemble members disagree on input size, normalisation or labels: {geometry}")
 
 
-def load_candidate(spec: str | Path) -> tuple[torch.nn.Module, ModelCard]:
-    """A candidate network: a checkpoint file, or ``FILE#N`` for member N of an ensemble checkpoint.
-
-    ``FILE#N`` lets a new ensemble reuse the members of a shipped one whose own run folders are gone.
-    """
-    path, _, index = str(spec).partition("#")
-    model, card = load_model(path)
-    if not index:
-        return model, card
-    if card.architecture != "ensemble" or not index.isdigit() or int(index) >= len(model.members):
-        raise CheckpointError(f"{spec}: {path} has no member {index} (it is a {card.architecture})")
-    story = card.training_config["members"][int(index)]
-    member_card = dataclasses.replace(
-        card, architecture=story["architecture"], architecture_kwargs=story["architecture_kwargs"],
-        version=story.get("version", f"{card.version}#{index}"), training_config=story["training_config"],
-        metrics=story["metrics"], temperature=1.0, class_bias=[])
-    return model.members[int(index)], member_card
-
-
 def build_ensemble(paths: list[str | Path], version: str, tta: str) -> tuple[torch.nn.Module, ModelCard]:
     """One Ensemble network holding the members' weights, and a card naming every member and its story."""
-    loaded = [load_candidate(path) for path in paths]
+    loaded = [load_member(path) for path in paths]
     cards = [card for _, card in loaded]
     check_compatible(cards)
     specs = [{"architecture": c.architecture, "architecture_kwargs": c.architecture_kwargs} for c in cards]
@@ -119,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         images = torch.from_numpy(faces.images)
         probabilities, conditions = {}, {}
         for path in args.candidates:
-            model, card = load_candidate(path)
+            model, card = load_member(path)
             model = model.to(memory_format=torch.channels_last)
             probabilities[path] = {mode: predict_probabilities(model, images, card.preprocessing, tta=mode).numpy()
                                    for mode in args.tta}

@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from . import augment
 from ..serving.classifier import pick_device
-from ..checkpoint import ModelCard, load_model, read_checkpoint, save_checkpoint
+from ..checkpoint import ModelCard, load_member, load_model, read_checkpoint, save_checkpoint
 from .data import DataError, FaceSet, load_sources
 from ..labels import EMOTIONS
 from ..networks import create_model
@@ -190,14 +190,16 @@ def _optimizer(model: torch.nn.Module, config: TrainConfig, steps_per_epoch: int
 
 
 def _load_parent(model: torch.nn.Module, config: TrainConfig) -> dict:
-    """Copy init_from's weights into the model; return the parent's story for the card."""
-    parent = read_checkpoint(config.init_from)
-    parent_card = ModelCard.from_json(parent["card"])
+    """Copy init_from's weights (a checkpoint, or FILE#N for an ensemble's member) into the model.
+
+    Returns the parent's story for the card.
+    """
+    parent, parent_card = load_member(config.init_from)
     if (parent_card.architecture, parent_card.architecture_kwargs) != (config.architecture,
                                                                        config.architecture_kwargs):
         raise DataError(f"{config.init_from} is a {parent_card.architecture} {parent_card.architecture_kwargs}, "
                         f"not the configured {config.architecture} {config.architecture_kwargs}")
-    model.load_state_dict(parent["state_dict"])
+    model.load_state_dict(parent.state_dict())
     return {"version": parent_card.version, "training_config": parent_card.training_config,
             "metrics": parent_card.metrics}
 

@@ -168,6 +168,17 @@ def test_cpu_bfloat16_training_runs_the_network_in_bfloat16_and_keeps_float32_we
     assert all(p.dtype == torch.float32 for p in model.parameters())
 
 
+@pytest.mark.parametrize("native, warned", [(False, True), (True, False), (None, False)])
+def test_cpu_bfloat16_on_a_cpu_without_native_bfloat16_warns(tmp_path, monkeypatch, capsys, native, warned):
+    data = write_fer_csv(tmp_path / "fer.csv", rows_per_split=(14, 7, 7))
+    config, _ = train_module.resolve_config(["--data", str(data), "--out-dir", str(tmp_path / "run"), "--epochs", "1",
+                                             "--architecture-kwargs", '{"widths": [8, 8, 8, 8]}',
+                                             "--cpu-bfloat16", "true", "--device", "cpu"])
+    monkeypatch.setattr(train_module, "cpu_has_native_bfloat16", lambda: native)
+    train_module.build_run(config)
+    assert ("--cpu-bfloat16 false" in capsys.readouterr().err) is warned
+
+
 def test_training_without_a_validation_split_says_what_is_missing(tmp_path):
     folder = tmp_path / "only_train" / "happy"
     folder.mkdir(parents=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import typing
 from typing import Any, Mapping
 
 
@@ -102,15 +103,21 @@ class Config:
     WTF_CSRF_TIME_LIMIT: int | None = None  # the token lives as long as the session; pages stay open for hours
 
 
-def _parse(raw: str, default: Any) -> Any:
-    """Convert an environment string to the type of the default it replaces."""
-    if isinstance(default, bool):
+def _parse(name: str, raw: str, annotation: Any) -> Any:
+    """Convert an environment string to the setting's annotated type; empty means None where None is allowed."""
+    kinds = typing.get_args(annotation) or (annotation,)
+    if not raw.strip() and type(None) in kinds:
+        return None
+    if bool in kinds:
         return raw.strip().lower() in ("1", "true", "yes", "on")
-    if isinstance(default, int):
-        return int(raw)
-    if isinstance(default, float):
-        return float(raw)
-    return raw or None
+    for kind in (int, float):
+        if kind in kinds:
+            try:
+                return kind(raw)
+            except ValueError:
+                raise ValueError(f"EMO_{name} must be {'an integer' if kind is int else 'a number'}, "
+                                 f"got {raw!r}") from None
+    return raw
 
 
 def load_config(environ: Mapping[str, str], test_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -118,9 +125,10 @@ def load_config(environ: Mapping[str, str], test_config: Mapping[str, Any] | Non
     config = {name: getattr(Config, name) for name in dir(Config) if name.isupper()}
     if environ.get("DATABASE_URL"):
         config["DATABASE_URL"] = environ["DATABASE_URL"]
-    for name, default in list(config.items()):
+    annotations = typing.get_type_hints(Config)
+    for name in list(config):
         if f"EMO_{name}" in environ:
-            config[name] = _parse(environ[f"EMO_{name}"], default)
+            config[name] = _parse(name, environ[f"EMO_{name}"], annotations[name])
     serving = {key[len("EMO_SERVING_"):].lower(): value for key, value in environ.items()
                if key.startswith("EMO_SERVING_")}
     config["SERVING"] = {**serving, **config["SERVING"]}

@@ -243,6 +243,31 @@ def test_ensemble_command_with_a_robustness_limit_prefers_subsets_within_it(tmp_
     assert within == sorted(within, reverse=True)
 
 
+def test_ensemble_command_reuses_cached_candidate_probabilities_until_a_checkpoint_changes(tmp_path, monkeypatch):
+    data = write_fer_csv(tmp_path / "fer.csv", rows_per_split=(7, 14, 7))
+    members = [str(small_checkpoint(tmp_path / f"m{seed}.pt", seed)) for seed in range(3)]
+    arguments = ["--candidates", *members, "--data", str(data), "--min-members", "2", "--tta", "none", "flip",
+                 "--max-robustness-drop", "0.5", "--cache", str(tmp_path / "cache")]
+    assert ensemble_main([*arguments, "--out", str(tmp_path / "first.pt")]) == 0
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 3
+
+    from model_server.training import ensemble as ensemble_module
+    scored = []
+    original = ensemble_module.load_member
+    monkeypatch.setattr(ensemble_module, "load_member", lambda spec: scored.append(spec) or original(spec))
+    assert ensemble_main([*arguments, "--out", str(tmp_path / "second.pt")]) == 0
+    first, second = (load_model(tmp_path / name)[1] for name in ("first.pt", "second.pt"))
+    assert first.training_config["selection"]["table"] == second.training_config["selection"]["table"]
+    # No candidate was scored again: the only loads are build_ensemble's, of the members it keeps.
+    assert scored == [member["source"] for member in second.training_config["members"]]
+
+    small_checkpoint(tmp_path / "m1.pt", seed=7)  # retrained in place: its probabilities must be scored again
+    scored.clear()
+    assert ensemble_main([*arguments, "--out", str(tmp_path / "third.pt")]) == 0
+    third = load_model(tmp_path / "third.pt")[1]
+    assert scored == [members[1]] + [member["source"] for member in third.training_config["members"]]
+
+
 def test_student_distils_the_ensemble_and_records_its_teacher(tmp_path):
     data = write_fer_csv(tmp_path / "fer.csv", rows_per_split=(14, 7, 7))
     model, card = build_ensemble([small_checkpoint(tmp_path / f"m{s}.pt", s) for s in range(2)], "teacher-v", "flip")

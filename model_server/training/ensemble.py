@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import itertools
 import json
 import sys
@@ -79,6 +80,40 @@ def worst_drop(conditions: dict[str, dict[str, np.ndarray]], members: list[str],
     return max(accuracy["plain"] - value for name, value in accuracy.items() if name != "plain")
 
 
+def candidate_probabilities(spec: str, images: torch.Tensor, tta_modes: list[str], with_conditions: bool,
+                            cache: Path | None, data_fingerprint: str) -> tuple[dict, dict, str]:
+    """One candidate's PublicTest probabilities per TTA mode and per robustness condition, and its version.
+
+    With a cache folder they are read from, or written to, a file keyed by the checkpoint's bytes, the member
+    index, the data and the views asked for: scoring a candidate is minutes of CPU, re-reading it milliseconds.
+    """
+    file, _, index = spec.partition("#")
+    key = json.dumps({"member": index, "data": data_fingerprint, "tta": sorted(tta_modes),
+                      "conditions": sorted(ROBUSTNESS_CONDITIONS) if with_conditions else []})
+    stored = None
+    if cache is not None and Path(file).is_file():  # a missing file is load_member's error to report
+        digest = hashlib.sha256(Path(file).read_bytes())
+        digest.update(key.encode())
+        stored = cache / f"{digest.hexdigest()[:32]}.npz"
+        if stored.exists():
+            with np.load(stored) as saved:
+                return ({mode: saved[f"tta:{mode}"] for mode in tta_modes},
+                        {name: saved[f"condition:{name}"] for name in ROBUSTNESS_CONDITIONS if with_conditions},
+                        str(saved["version"]))
+    model, card = load_member(spec)
+    model = model.to(memory_format=torch.channels_last)
+    by_mode = {mode: predict_probabilities(model, images, card.preprocessing, tta=mode).numpy() for mode in tta_modes}
+    by_condition = ({name: p.numpy() for name, p in condition_probabilities(model, images, card).items()}
+                    if with_conditions else {})
+    if stored is not None:
+        cache.mkdir(parents=True, exist_ok=True)
+        np.savez(stored.with_suffix(".tmp.npz"), version=np.array(card.version),
+                 **{f"tta:{mode}": p for mode, p in by_mode.items()},
+                 **{f"condition:{name}": p for name, p in by_condition.items()})
+        stored.with_suffix(".tmp.npz").replace(stored)  # a stopped run never leaves half a file under the key
+    return by_mode, by_condition, card.version
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; exits 2 with a message on unusable checkpoints or data."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-robustness-drop", type=float, default=None,
                         help="only subsets whose PublicTest accuracy drops at most this much (0.04 = 4 points) "
                              "under every re-framing and lighting condition")
+    parser.add_argument("--cache", type=Path, default=None,
+                        help="folder keeping each candidate's PublicTest probabilities, so a rerun with one more "
+                             "candidate computes only that one")
     args = parser.parse_args(argv)
     try:
         everything = load_faces(args.data)
@@ -100,13 +138,9 @@ def main(argv: list[str] | None = None) -> int:
         images = torch.from_numpy(faces.images)
         probabilities, conditions = {}, {}
         for path in args.candidates:
-            model, card = load_member(path)
-            model = model.to(memory_format=torch.channels_last)
-            probabilities[path] = {mode: predict_probabilities(model, images, card.preprocessing, tta=mode).numpy()
-                                   for mode in args.tta}
-            if args.max_robustness_drop is not None:
-                conditions[path] = {name: p.numpy() for name, p in condition_probabilities(model, images, card).items()}
-            print(json.dumps({"member": path, "version": card.version,
+            probabilities[path], conditions[path], version = candidate_probabilities(
+                path, images, args.tta, args.max_robustness_drop is not None, args.cache, faces.fingerprint())
+            print(json.dumps({"member": path, "version": version,
                               **{mode: round(float((p.argmax(1) == faces.labels).mean()), 4)
                                  for mode, p in probabilities[path].items()}}), flush=True)
         sizes = range(args.min_members, min(args.max_members, len(args.candidates)) + 1)

@@ -136,10 +136,10 @@ def main(argv: list[str] | None = None) -> int:
         everything = load_faces(args.data)
         faces, training_labels = everything.split("PublicTest"), everything.split("Training").labels
         images = torch.from_numpy(faces.images)
-        probabilities, conditions = {}, {}
+        probabilities, conditions, fingerprint = {}, {}, faces.fingerprint()
         for path in args.candidates:
             probabilities[path], conditions[path], version = candidate_probabilities(
-                path, images, args.tta, args.max_robustness_drop is not None, args.cache, faces.fingerprint())
+                path, images, args.tta, args.max_robustness_drop is not None, args.cache, fingerprint)
             print(json.dumps({"member": path, "version": version,
                               **{mode: round(float((p.argmax(1) == faces.labels).mean()), 4)
                                  for mode, p in probabilities[path].items()}}), flush=True)

@@ -268,6 +268,33 @@ def test_ensemble_command_reuses_cached_candidate_probabilities_until_a_checkpoi
     assert scored == [members[1]] + [member["source"] for member in third.training_config["members"]]
 
 
+def test_ensemble_cache_adds_robustness_conditions_to_a_candidate_scored_without_them(tmp_path, monkeypatch):
+    data = write_fer_csv(tmp_path / "fer.csv", rows_per_split=(7, 14, 7))
+    members = [str(small_checkpoint(tmp_path / f"m{seed}.pt", seed)) for seed in range(2)]
+    common = ["--candidates", *members, "--data", str(data), "--min-members", "1", "--max-members", "1",
+              "--cache", str(tmp_path / "cache")]
+    assert ensemble_main([*common, "--tta", "none", "--out", str(tmp_path / "quick.pt")]) == 0
+
+    from model_server.training import ensemble as ensemble_module
+    scored = []
+    original_views, original_conditions = ensemble_module.predict_probabilities, ensemble_module.condition_probabilities
+    monkeypatch.setattr(ensemble_module, "predict_probabilities",
+                        lambda *args, tta: scored.append(tta) or original_views(*args, tta=tta))
+    monkeypatch.setattr(ensemble_module, "condition_probabilities",
+                        lambda *args: scored.append("conditions") or original_conditions(*args))
+    full = [*common, "--tta", "none", "flip", "--max-robustness-drop", "0.5"]
+    assert ensemble_main([*full, "--out", str(tmp_path / "full.pt")]) == 0
+    # Only what the quick run did not score: the mirror views and the conditions, once per candidate.
+    assert sorted(scored) == ["conditions", "conditions", "flip", "flip"]
+    assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
+
+    scored.clear()
+    assert ensemble_main([*full, "--out", str(tmp_path / "again.pt")]) == 0
+    assert scored == []
+    first, again = (load_model(tmp_path / name)[1] for name in ("full.pt", "again.pt"))
+    assert first.training_config["selection"]["table"] == again.training_config["selection"]["table"]
+
+
 def test_student_distils_the_ensemble_and_records_its_teacher(tmp_path):
     data = write_fer_csv(tmp_path / "fer.csv", rows_per_split=(14, 7, 7))
     model, card = build_ensemble([small_checkpoint(tmp_path / f"m{s}.pt", s) for s in range(2)], "teacher-v", "flip")

@@ -84,34 +84,39 @@ def candidate_probabilities(spec: str, images: torch.Tensor, tta_modes: list[str
                             cache: Path | None, data_fingerprint: str) -> tuple[dict, dict, str]:
     """One candidate's PublicTest probabilities per TTA mode and per robustness condition, and its version.
 
-    With a cache folder they are read from, or written to, a file keyed by the checkpoint's bytes, the member
-    index, the data and the views asked for: scoring a candidate is minutes of CPU, re-reading it milliseconds.
+    With a cache folder they are kept in one file per candidate, keyed by the checkpoint's bytes, the member
+    index and the data: scoring is minutes of CPU, re-reading milliseconds. A later run that asks for views
+    or robustness conditions the file lacks scores only those and adds them to it.
     """
     file, _, index = spec.partition("#")
-    key = json.dumps({"member": index, "data": data_fingerprint, "tta": sorted(tta_modes),
-                      "conditions": sorted(ROBUSTNESS_CONDITIONS) if with_conditions else []})
-    stored = None
+    stored, saved = None, {}
     if cache is not None and Path(file).is_file():  # a missing file is load_member's error to report
         digest = hashlib.sha256(Path(file).read_bytes())
-        digest.update(key.encode())
+        digest.update(json.dumps({"member": index, "data": data_fingerprint}).encode())
         stored = cache / f"{digest.hexdigest()[:32]}.npz"
         if stored.exists():
-            with np.load(stored) as saved:
-                return ({mode: saved[f"tta:{mode}"] for mode in tta_modes},
-                        {name: saved[f"condition:{name}"] for name in ROBUSTNESS_CONDITIONS if with_conditions},
-                        str(saved["version"]))
-    model, card = load_member(spec)
-    model = model.to(memory_format=torch.channels_last)
-    by_mode = {mode: predict_probabilities(model, images, card.preprocessing, tta=mode).numpy() for mode in tta_modes}
-    by_condition = ({name: p.numpy() for name, p in condition_probabilities(model, images, card).items()}
-                    if with_conditions else {})
-    if stored is not None:
-        cache.mkdir(parents=True, exist_ok=True)
-        np.savez(stored.with_suffix(".tmp.npz"), version=np.array(card.version),
-                 **{f"tta:{mode}": p for mode, p in by_mode.items()},
-                 **{f"condition:{name}": p for name, p in by_condition.items()})
-        stored.with_suffix(".tmp.npz").replace(stored)  # a stopped run never leaves half a file under the key
-    return by_mode, by_condition, card.version
+            with np.load(stored) as arrays:
+                saved = {name: arrays[name] for name in arrays.files}
+    wanted = [f"tta:{mode}" for mode in tta_modes]
+    wanted += [f"condition:{name}" for name in ROBUSTNESS_CONDITIONS] if with_conditions else []
+    missing = [name for name in wanted if name not in saved]
+    if missing:
+        model, card = load_member(spec)
+        model = model.to(memory_format=torch.channels_last)
+        saved["version"] = np.array(card.version)
+        for mode in tta_modes:
+            if f"tta:{mode}" in missing:
+                saved[f"tta:{mode}"] = predict_probabilities(model, images, card.preprocessing, tta=mode).numpy()
+        if any(name.startswith("condition:") for name in missing):
+            for name, p in condition_probabilities(model, images, card).items():
+                saved[f"condition:{name}"] = p.numpy()
+        if stored is not None:
+            cache.mkdir(parents=True, exist_ok=True)
+            np.savez(stored.with_suffix(".tmp.npz"), **saved)
+            stored.with_suffix(".tmp.npz").replace(stored)  # a stopped run never leaves half a file under the key
+    return ({mode: saved[f"tta:{mode}"] for mode in tta_modes},
+            {name: saved[f"condition:{name}"] for name in ROBUSTNESS_CONDITIONS if with_conditions},
+            str(saved["version"]))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                              "under every re-framing and lighting condition")
     parser.add_argument("--cache", type=Path, default=None,
                         help="folder keeping each candidate's PublicTest probabilities, so a rerun with one more "
-                             "candidate computes only that one")
+                             "candidate, view or robustness check computes only what is new")
     args = parser.parse_args(argv)
     try:
         everything = load_faces(args.data)

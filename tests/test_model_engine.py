@@ -118,6 +118,40 @@ def test_five_crop_tta_averages_ten_views_and_differs_from_the_centre_crop(tmp_p
         EmotionClassifier(checkpoint, tta="twenty_crop").classify([face])
 
 
+def test_zoom_tta_adds_the_whole_face_shrunk_to_the_crop_size():
+    from model_server.preprocessing import Preprocessing
+
+    prep = Preprocessing(resize=48, input_size=40, mean=0.0, std=1.0)
+    face = torch.zeros(1, 1, 48, 48)
+    face[..., :4, :] = 1.0  # a bright band above the centre crop: only the zoomed view can see it
+    centre, zoomed, centre_mirror, zoomed_mirror = prep.views(face, "zoom_flip")
+    assert centre.max() == 0 and centre_mirror.max() == 0
+    assert zoomed[0, :3].mean() > 0.9 and zoomed[0, 5:].max() < 0.1
+    assert torch.equal(zoomed_mirror, zoomed.flip(-1))
+    assert prep.views(face, "five_crop_zoom_flip").shape == (12, 1, 40, 40)
+    assert "zoom_flip" not in Preprocessing(resize=40, input_size=40).tta_modes()
+
+
+def test_scoring_every_tta_mode_in_one_pass_matches_scoring_each_alone():
+    from model_server.networks import create_model
+    from model_server.preprocessing import Preprocessing
+    from model_server.training.loop import predict_probabilities, predict_probabilities_by_mode
+
+    torch.manual_seed(0)
+    model = create_model("vgg_tiny", num_classes=7).eval()
+    prep = Preprocessing(resize=48, input_size=40)
+    # Random faces: no two views of one face look alike, so a view averaged into the wrong mode would show.
+    images = torch.randint(0, 256, (6, 48, 48), dtype=torch.uint8)
+    modes = list(prep.tta_modes())
+    together = predict_probabilities_by_mode(model, images, prep, modes, batch_size=4)
+    for mode in modes:
+        alone = predict_probabilities(model, images, prep, batch_size=4, tta=mode)
+        assert torch.allclose(together[mode], alone, atol=1e-5), mode
+    assert not torch.allclose(together["none"], together["five_crop_zoom_flip"], atol=1e-4)
+    with pytest.raises(ValueError, match="zoom_flip"):
+        predict_probabilities_by_mode(model, images, Preprocessing(resize=40, input_size=40), ["zoom_flip"])
+
+
 def test_batcher_answers_every_caller_with_its_own_rows_and_merges_batches():
     gate = threading.Event()
 
@@ -170,7 +204,7 @@ def test_shifted_crops_need_a_margin_around_the_centre_crop():
 
     assert "five_crop_flip" in Preprocessing(resize=48, input_size=40).tta_modes()
     full_face = Preprocessing(resize=48, input_size=48)
-    assert full_face.tta_modes() == ("none", "flip")
+    assert full_face.tta_modes() == ("none", "flip")  # and no zoomed view: the crop is the whole face
     assert full_face.views(torch.zeros(3, 1, 48, 48), "flip").shape == (6, 1, 48, 48)
     with pytest.raises(ValueError, match="48px crops of 48px faces"):
         full_face.views(torch.zeros(1, 1, 48, 48), "five_crop_flip")

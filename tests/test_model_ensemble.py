@@ -159,6 +159,17 @@ def test_calibration_writes_the_temperature_into_the_card_and_refuses_private_te
         calibrate_checkpoint(checkpoint, data, split="PrivateTest")
 
 
+def test_calibration_for_other_views_stores_them_with_the_fitted_temperature(tmp_path):
+    data = write_fer_csv(tmp_path / "fer.csv", rows_per_split=(7, 21, 7))
+    checkpoint = small_checkpoint(tmp_path / "m.pt")
+    assert load_model(checkpoint)[1].preprocessing.tta != "zoom_flip"
+    fitted = calibrate_checkpoint(checkpoint, data, tta="zoom_flip")
+    card = load_model(checkpoint)[1]
+    assert (card.preprocessing.tta, card.temperature) == ("zoom_flip", fitted["temperature"])
+    with pytest.raises(DataError, match="not available"):
+        calibrate_checkpoint(checkpoint, data, tta="twenty_crop")
+
+
 def test_ferplus_majority_skips_faces_the_crowd_did_not_read_as_an_emotion():
     # FER+ columns: neutral, happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF.
     votes = np.array([[0, 8, 2, 0, 0, 0, 0, 0, 0, 0],   # happy
@@ -188,6 +199,10 @@ def test_evaluation_reports_calibration_ferplus_and_every_robustness_condition(t
     assert report["ferplus"] is None  # a csv carries no FER+ votes
     assert set(report["robustness"]["accuracy"]) == set(ROBUSTNESS_CONDITIONS)
     assert report["robustness"]["worst_drop"] == max(report["robustness"]["drop"].values())
+    # Robustness runs the evaluated views without the four shifted crops (ten conditions stay affordable).
+    assert report["robustness"]["tta"] == "none"
+    zoomed = evaluate(small_checkpoint(tmp_path / "m.pt"), data, "PublicTest", tta="five_crop_zoom_flip")
+    assert (zoomed["tta"], zoomed["robustness"]["tta"]) == ("five_crop_zoom_flip", "zoom_flip")
 
 
 def test_subset_search_prefers_the_most_accurate_then_the_smallest_and_cheapest():
@@ -277,15 +292,18 @@ def test_ensemble_cache_adds_robustness_conditions_to_a_candidate_scored_without
 
     from model_server.training import ensemble as ensemble_module
     scored = []
-    original_views, original_conditions = ensemble_module.predict_probabilities, ensemble_module.condition_probabilities
-    monkeypatch.setattr(ensemble_module, "predict_probabilities",
-                        lambda *args, tta: scored.append(tta) or original_views(*args, tta=tta))
+    original_views = ensemble_module.predict_probabilities_by_mode
+    original_conditions = ensemble_module.condition_probabilities
+    monkeypatch.setattr(ensemble_module, "predict_probabilities_by_mode",
+                        lambda *args: scored.extend(args[3]) or original_views(*args))
     monkeypatch.setattr(ensemble_module, "condition_probabilities",
-                        lambda *args: scored.append("conditions") or original_conditions(*args))
+                        lambda *args: scored.append(f"conditions {args[3]}") or original_conditions(*args))
     full = [*common, "--tta", "none", "flip", "--max-robustness-drop", "0.5"]
     assert ensemble_main([*full, "--out", str(tmp_path / "full.pt")]) == 0
-    # Only what the quick run did not score: the mirror views and the conditions, once per candidate.
-    assert sorted(scored) == ["conditions", "conditions", "flip", "flip"]
+    # Only what the quick run did not score: the mirror views, and the conditions under each mode's views,
+    # once per candidate.
+    assert sorted(scored) == ["conditions flip", "conditions flip", "conditions none", "conditions none",
+                              "flip", "flip"]
     assert len(list((tmp_path / "cache").glob("*.npz"))) == 2
 
     scored.clear()

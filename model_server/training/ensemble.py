@@ -21,9 +21,10 @@ import torch
 
 from ..checkpoint import CheckpointError, ModelCard, load_member, save_checkpoint
 from ..networks import create_model
+from ..preprocessing import TTA_MODES, TTA_VIEWS, without_shifted_crops
 from .data import DataError, load_faces
 from .evaluation import ROBUSTNESS_CONDITIONS, condition_probabilities, fit_calibration
-from .loop import TrainConfig, predict_probabilities
+from .loop import TrainConfig, predict_probabilities_by_mode
 from .metrics import classification_report
 
 COMBINATION = ("mean of the members' softmax probabilities over the same test-time views, "
@@ -69,12 +70,14 @@ def score_subsets(probabilities: dict[str, dict[str, np.ndarray]], labels: np.nd
                 rows.append({"members": list(subset), "tta": mode, "accuracy": report["accuracy"],
                              "macro_f1": report["macro_f1"]})
     # Ties go to fewer members and fewer views: the same accuracy for less compute per face.
-    views = {"none": 1, "flip": 2, "five_crop_flip": 10}
-    return sorted(rows, key=lambda r: (-r["accuracy"], -r["macro_f1"], len(r["members"]), views[r["tta"]]))
+    return sorted(rows, key=lambda r: (-r["accuracy"], -r["macro_f1"], len(r["members"]), TTA_VIEWS[r["tta"]]))
 
 
 def worst_drop(conditions: dict[str, dict[str, np.ndarray]], members: list[str], labels: np.ndarray) -> float:
-    """The largest accuracy drop from plain over the robustness conditions, for the members' averaged probabilities."""
+    """The largest accuracy drop from plain over the robustness conditions, for the members' averaged probabilities.
+
+    ``conditions`` maps each member to its probabilities per condition, all under the same test-time views.
+    """
     accuracy = {name: float((np.mean([conditions[path][name] for path in members], axis=0).argmax(1) == labels)
                             .mean()) for name in ROBUSTNESS_CONDITIONS}
     return max(accuracy["plain"] - value for name, value in accuracy.items() if name != "plain")
@@ -82,7 +85,8 @@ def worst_drop(conditions: dict[str, dict[str, np.ndarray]], members: list[str],
 
 def candidate_probabilities(spec: str, images: torch.Tensor, tta_modes: list[str], with_conditions: bool,
                             cache: Path | None, data_fingerprint: str) -> tuple[dict, dict, str]:
-    """One candidate's PublicTest probabilities per TTA mode and per robustness condition, and its version.
+    """One candidate's PublicTest probabilities per TTA mode, per robustness condition under each mode's views
+    minus the shifted crops ({views: {condition: p}}), and its version.
 
     With a cache folder they are kept in one file per candidate, keyed by the checkpoint's bytes, the member
     index and the data: scoring is minutes of CPU, re-reading milliseconds. A later run that asks for views
@@ -97,25 +101,29 @@ def candidate_probabilities(spec: str, images: torch.Tensor, tta_modes: list[str
         if stored.exists():
             with np.load(stored) as arrays:
                 saved = {name: arrays[name] for name in arrays.files}
+    robustness_views = sorted({without_shifted_crops(mode) for mode in tta_modes}) if with_conditions else []
     wanted = [f"tta:{mode}" for mode in tta_modes]
-    wanted += [f"condition:{name}" for name in ROBUSTNESS_CONDITIONS] if with_conditions else []
+    wanted += [f"condition:{views}:{name}" for views in robustness_views for name in ROBUSTNESS_CONDITIONS]
     missing = [name for name in wanted if name not in saved]
     if missing:
         model, card = load_member(spec)
         model = model.to(memory_format=torch.channels_last)
         saved["version"] = np.array(card.version)
-        for mode in tta_modes:
-            if f"tta:{mode}" in missing:
-                saved[f"tta:{mode}"] = predict_probabilities(model, images, card.preprocessing, tta=mode).numpy()
-        if any(name.startswith("condition:") for name in missing):
-            for name, p in condition_probabilities(model, images, card).items():
-                saved[f"condition:{name}"] = p.numpy()
+        modes_missing = [mode for mode in tta_modes if f"tta:{mode}" in missing]
+        if modes_missing:
+            for mode, p in predict_probabilities_by_mode(model, images, card.preprocessing, modes_missing).items():
+                saved[f"tta:{mode}"] = p.numpy()
+        for views in robustness_views:
+            if any(name.startswith(f"condition:{views}:") for name in missing):
+                for name, p in condition_probabilities(model, images, card, views).items():
+                    saved[f"condition:{views}:{name}"] = p.numpy()
         if stored is not None:
             cache.mkdir(parents=True, exist_ok=True)
             np.savez(stored.with_suffix(".tmp.npz"), **saved)
             stored.with_suffix(".tmp.npz").replace(stored)  # a stopped run never leaves half a file under the key
     return ({mode: saved[f"tta:{mode}"] for mode in tta_modes},
-            {name: saved[f"condition:{name}"] for name in ROBUSTNESS_CONDITIONS if with_conditions},
+            {views: {name: saved[f"condition:{views}:{name}"] for name in ROBUSTNESS_CONDITIONS}
+             for views in robustness_views},
             str(saved["version"]))
 
 
@@ -129,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", default="ensemble")
     parser.add_argument("--min-members", type=int, default=3)
     parser.add_argument("--max-members", type=int, default=5)
-    parser.add_argument("--tta", nargs="+", default=["flip", "five_crop_flip"], help="TTA modes to compare")
+    parser.add_argument("--tta", nargs="+", choices=TTA_MODES, default=[m for m in TTA_MODES if m != "none"],
+                        help="TTA modes to compare (default: every mode with mirror views)")
     parser.add_argument("--max-robustness-drop", type=float, default=None,
                         help="only subsets whose PublicTest accuracy drops at most this much (0.04 = 4 points) "
                              "under every re-framing and lighting condition")
@@ -154,7 +163,9 @@ def main(argv: list[str] | None = None) -> int:
             # Visitors' faces come framed, tilted and lit as their detector and camera make them: a subset
             # that only wins on FER2013's own crops is not the better model for them.
             for row in table:
-                row["worst_robustness_drop"] = round(worst_drop(conditions, row["members"], faces.labels), 4)
+                views = without_shifted_crops(row["tta"])
+                by_member = {path: conditions[path][views] for path in row["members"]}
+                row["worst_robustness_drop"] = round(worst_drop(by_member, row["members"], faces.labels), 4)
             table.sort(key=lambda row: row["worst_robustness_drop"] > args.max_robustness_drop)  # stable
         best = table[0]
         averaged = np.mean([probabilities[path][best["tta"]] for path in best["members"]], axis=0)

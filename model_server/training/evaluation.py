@@ -17,13 +17,13 @@ import numpy as np
 import torch
 
 from ..checkpoint import DEFAULT_CHECKPOINT, CheckpointError, ModelCard, load_model, read_checkpoint
-from ..preprocessing import TTA_MODES, calibrate
+from ..preprocessing import TTA_MODES, calibrate, without_shifted_crops
 from ..serving.classifier import pick_device
 from ..serving.imaging import encode_image
 from . import augment
 from .calibration import choose_class_bias, fit_temperature, negative_log_likelihood
 from .data import SPLITS, DataError, load_faces
-from .loop import TrainConfig, predict_probabilities
+from .loop import TrainConfig, predict_probabilities, predict_probabilities_by_mode
 from .metrics import classification_report, draw_confusion_matrix, expected_calibration_error
 
 
@@ -42,13 +42,10 @@ ROBUSTNESS_CONDITIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "lower contrast (x0.5)": lambda faces: (faces - faces.mean(dim=(1, 2, 3), keepdim=True)) * 0.5
     + faces.mean(dim=(1, 2, 3), keepdim=True),
 }
-# Robustness runs ten conditions, so it uses the mirror views (the live setting) to stay affordable
-# for an ensemble; the plain row is measured the same way, so every difference is the condition's.
-ROBUSTNESS_TTA = "flip"
 
 
 def condition_probabilities(model: torch.nn.Module, images: torch.Tensor, card: ModelCard,
-                            tta: str = ROBUSTNESS_TTA) -> dict[str, torch.Tensor]:
+                            tta: str) -> dict[str, torch.Tensor]:
     """Uncalibrated probabilities on each re-framed or re-lit copy of uint8 [N,48,48] faces, by condition."""
     faces = images.float().unsqueeze(1) / 255.0
     return {name: predict_probabilities(model, (condition(faces) * 255).round().clamp(0, 255).to(torch.uint8)
@@ -57,8 +54,13 @@ def condition_probabilities(model: torch.nn.Module, images: torch.Tensor, card: 
 
 
 def robustness_table(model: torch.nn.Module, images: torch.Tensor, labels: np.ndarray, card: ModelCard,
-                     tta: str = ROBUSTNESS_TTA) -> dict:
-    """Accuracy on each re-framed or re-lit copy of uint8 [N,48,48] faces, and each one's drop from plain."""
+                     tta: str | None = None) -> dict:
+    """Accuracy on each re-framed or re-lit copy of uint8 [N,48,48] faces, and each one's drop from plain.
+
+    By default with the card's views minus the shifted crops: ten conditions must stay affordable for an
+    ensemble, and the plain row is measured the same way, so every difference is the condition's.
+    """
+    tta = tta or without_shifted_crops(card.preprocessing.tta)
     accuracy = {}
     for name, raw in condition_probabilities(model, images, card, tta).items():
         probabilities = card.calibrate(raw)
@@ -77,6 +79,13 @@ def ferplus_report(probabilities: np.ndarray, majority: np.ndarray | None) -> di
     return {"n": int(usable.sum()), "accuracy": round(float((predictions == majority[usable]).mean()), 4)}
 
 
+def require_tta_mode(card: ModelCard, tta: str) -> None:
+    """Raise DataError unless the card's input geometry allows this TTA mode."""
+    if tta not in card.preprocessing.tta_modes():
+        raise DataError(f"test-time augmentation {tta!r} is not available for this model's input; "
+                        f"expected one of {', '.join(card.preprocessing.tta_modes())}")
+
+
 def evaluate(checkpoint: str | Path, data: str | Path, split: str, tta: str | None = None,
              device: str = "auto", robustness: bool = True) -> dict:
     """Report for one split with the given TTA mode (default: the card's): accuracy and per-class figures
@@ -89,11 +98,12 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str, tta: str | No
     images, labels = torch.from_numpy(faces.images), faces.labels
     tta = tta or card.preprocessing.tta
     report = {"split": split, "checkpoint": str(checkpoint), "model_version": card.version, "tta": tta}
-    by_mode, raw = {}, None
-    for mode in card.preprocessing.tta_modes():
-        probabilities = predict_probabilities(model, images, card.preprocessing, tta=mode)
-        if mode == tta:
-            raw = probabilities
+    require_tta_mode(card, tta)
+    by_mode = {}
+    every_mode = predict_probabilities_by_mode(model, images, card.preprocessing,
+                                               list(card.preprocessing.tta_modes()))
+    raw = every_mode[tta]
+    for mode, probabilities in every_mode.items():
         # The class bias moves decisions, so every mode is scored as served (temperature never does).
         mode_report = classification_report(card.calibrate(probabilities).numpy(), labels, card.labels)
         by_mode[mode] = {key: mode_report[key] for key in ("accuracy", "macro_f1", "top2_accuracy",
@@ -116,7 +126,7 @@ def evaluate(checkpoint: str | Path, data: str | Path, split: str, tta: str | No
         "nll_before": round(negative_log_likelihood(uncalibrated, labels), 4),
         "nll_after": round(negative_log_likelihood(uncalibrated, labels, card.temperature), 4)}
     if robustness:
-        report["robustness"] = robustness_table(model, images, labels, card)
+        report["robustness"] = robustness_table(model, images, labels, card, without_shifted_crops(tta))
     return report
 
 
@@ -132,11 +142,16 @@ def fit_calibration(probabilities: torch.Tensor, labels: np.ndarray, training_la
             "nll_after": round(negative_log_likelihood(biased, labels, temperature), 4)}
 
 
-def calibrate_checkpoint(checkpoint: str | Path, data: str | Path, split: str = "PublicTest") -> dict:
-    """Fit class bias and temperature on PublicTest (the card's TTA mode) and store them in the card."""
+def calibrate_checkpoint(checkpoint: str | Path, data: str | Path, split: str = "PublicTest",
+                         tta: str | None = None) -> dict:
+    """Fit class bias and temperature on PublicTest and store them in the card, with the TTA mode they were
+    fitted for (default: the card's own; another mode is checked against the architecture's input)."""
     if split != "PublicTest":
         raise DataError("calibration is fitted on PublicTest only; PrivateTest stays untouched until the end")
     model, card = load_model(checkpoint)
+    if tta is not None:
+        require_tta_mode(card, tta)
+        card.preprocessing = dataclasses.replace(card.preprocessing, tta=tta)
     faces = load_faces(data)
     public = faces.split(split)
     probabilities = predict_probabilities(model, torch.from_numpy(public.images), card.preprocessing,
@@ -212,12 +227,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", action="store_true",
                         help="write the headline figures into the checkpoint's model card")
     parser.add_argument("--calibrate", action="store_true",
-                        help="fit class bias and temperature on PublicTest and store them in the card (no report)")
+                        help="fit class bias and temperature on PublicTest and store them in the card, with "
+                             "--tta if given (no report)")
     parser.add_argument("--no-robustness", action="store_true", help="skip the re-framing and lighting table")
     args = parser.parse_args(argv)
     try:
         if args.calibrate:
-            fitted = calibrate_checkpoint(args.checkpoint, args.data, args.split)
+            fitted = calibrate_checkpoint(args.checkpoint, args.data, args.split, tta=args.tta)
             print(json.dumps({key: value for key, value in fitted.items() if key != "prior_table"}))
             for row in fitted["prior_table"]:
                 print(json.dumps(row))

@@ -26,7 +26,7 @@ from ..checkpoint import ModelCard, load_member, load_model, read_checkpoint, sa
 from .data import DataError, FaceSet, load_sources
 from ..labels import EMOTIONS
 from ..networks import create_model
-from ..preprocessing import Preprocessing, predict_faces
+from ..preprocessing import Preprocessing, predict_faces, predict_views, view_keys
 
 
 @dataclass
@@ -149,6 +149,23 @@ def predict_probabilities(model: torch.nn.Module, images: torch.Tensor, prep: Pr
                              prep, tta).cpu()
                for start in range(0, len(images), batch_size)]
     return torch.cat(outputs)
+
+
+def predict_probabilities_by_mode(model: torch.nn.Module, images: torch.Tensor, prep: Preprocessing,
+                                  modes: list[str], batch_size: int = 512) -> dict[str, torch.Tensor]:
+    """predict_probabilities for several TTA modes at the cost of their distinct views: the modes share
+    views (every one has the centre crop, most its mirror), so each view runs once and each mode averages
+    its own."""
+    for mode in modes:
+        if mode not in prep.tta_modes():
+            raise ValueError(f"unknown test-time augmentation {mode!r}; expected one of {', '.join(prep.tta_modes())}")
+    keys = list(dict.fromkeys(key for mode in modes for key in view_keys(mode)))
+    model.eval()
+    device = next(model.parameters()).device
+    per_view = torch.cat([predict_views(model, images[start:start + batch_size].to(device).float().unsqueeze(1)
+                                        / 255.0, prep, keys).cpu()
+                          for start in range(0, len(images), batch_size)], dim=1)
+    return {mode: per_view[[keys.index(key) for key in view_keys(mode)]].mean(dim=0) for mode in modes}
 
 
 @dataclass

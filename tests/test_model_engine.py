@@ -215,9 +215,27 @@ def test_live_frames_use_the_cheaper_views_and_their_own_batcher(tiny_engine):
     live = analyse(tiny_engine, jpeg, mode="live", want_crops=True)
     [face] = live.faces
     runner = tiny_engine._runners["live"]
-    expected = runner.classifier.classify([face.crop], tta=tiny_engine.config.live_tta)
+    # One named checkpoint serves both modes here, so live frames read it through the mirror views only.
+    assert runner.tta == "flip"
+    expected = runner.classifier.classify([face.crop], tta="flip")
     np.testing.assert_allclose(face.probabilities, expected[0], atol=1e-3)
     assert runner.batcher is not tiny_engine._runners["photo"].batcher
+
+
+def test_live_frames_read_the_live_student_through_the_views_its_card_chose():
+    engine = create_engine(batching=False)
+    try:
+        live, photo = engine._runners["live"], engine._runners["photo"]
+        assert live.classifier is not photo.classifier
+        face = np.full((48, 48), 128, np.uint8)
+        face[28:34, 12:36] = 40  # a mouth-like bar, off the vertical axis so mirrored views differ
+        face[10:14, 6:18] = 200
+        for runner in (live, photo):
+            card_views = runner.classifier.classify([face], tta=runner.classifier.preprocessing.tta)
+            np.testing.assert_allclose(runner._classify_now([face]), card_views, atol=1e-6)
+        assert not np.allclose(live._classify_now([face]), live.classifier.classify([face], tta="none"), atol=1e-4)
+    finally:
+        engine.close()
 
 
 def test_the_analysis_carries_the_exact_crop_the_classifier_saw(tiny_engine):

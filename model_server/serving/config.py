@@ -40,10 +40,11 @@ class ServingConfig:
     # smaller faces carry too few pixels to read an expression anyway.
     live_detect_max_side: int = 480
     live_min_face_fraction: float = 0.1
-    # Test-time augmentation: None takes the model card's mode (measured best on PublicTest) for photos;
-    # live frames use the mirror only, since the viewer's per-face smoothing averages over frames anyway.
+    # Test-time augmentation: None takes each model card's own mode (chosen on PublicTest): the photo
+    # ensemble's, and for live frames the live student's. Where one named checkpoint serves both modes,
+    # live frames use the mirror only: photo views (up to twelve per network) would not keep webcam rate.
     photo_tta: str | None = None
-    live_tta: str = "flip"
+    live_tta: str | None = None
     # Crowd photos: the largest faces are kept and the answer says how many were left out.
     max_faces: int = 100
     jpeg_quality: int = 90

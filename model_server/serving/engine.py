@@ -223,6 +223,7 @@ def create_engine(batching: bool = True, **settings: Any) -> Engine:
                                      min_face_fraction=config.photo_min_face_fraction)
     live_detector = create_detector("live", max_side=config.live_detect_max_side,
                                     min_face_fraction=config.live_min_face_fraction)
+    live_tta = config.live_tta or (None if live_classifier is not classifier else "flip")
     return Engine(config, photo=_ModeRunner(photo_detector, classifier, config.photo_tta, config, batching),
-                  live=_ModeRunner(live_detector, live_classifier, config.live_tta, config, batching))
+                  live=_ModeRunner(live_detector, live_classifier, live_tta, config, batching))
 

@@ -60,10 +60,14 @@ class Preprocessing:
     def views(self, faces: torch.Tensor, tta: str | None = None) -> torch.Tensor:
         """All test-time views of a [N,1,resize,resize] batch, stacked view-major: [V*N,1,size,size]."""
         mode = tta or self.tta
+        self.require_tta(mode)
+        return self.render_views(faces, view_keys(mode))
+
+    def require_tta(self, mode: str) -> None:
+        """Raise ValueError unless this input geometry allows the TTA mode."""
         if mode not in self.tta_modes():
             raise ValueError(f"unknown test-time augmentation {mode!r} for {self.input_size}px crops of "
                              f"{self.resize}px faces; expected one of {', '.join(self.tta_modes())}")
-        return self.render_views(faces, view_keys(mode))
 
     def render_views(self, faces: torch.Tensor, keys: Sequence[ViewKey]) -> torch.Tensor:
         """The named views of a [N,1,resize,resize] batch, stacked view-major in the order of ``keys``."""

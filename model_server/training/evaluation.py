@@ -81,9 +81,10 @@ def ferplus_report(probabilities: np.ndarray, majority: np.ndarray | None) -> di
 
 def require_tta_mode(card: ModelCard, tta: str) -> None:
     """Raise DataError unless the card's input geometry allows this TTA mode."""
-    if tta not in card.preprocessing.tta_modes():
-        raise DataError(f"test-time augmentation {tta!r} is not available for this model's input; "
-                        f"expected one of {', '.join(card.preprocessing.tta_modes())}")
+    try:
+        card.preprocessing.require_tta(tta)
+    except ValueError as error:
+        raise DataError(f"not available for this model: {error}") from None
 
 
 def evaluate(checkpoint: str | Path, data: str | Path, split: str, tta: str | None = None,

@@ -157,8 +157,7 @@ def predict_probabilities_by_mode(model: torch.nn.Module, images: torch.Tensor, 
     views (every one has the centre crop, most its mirror), so each view runs once and each mode averages
     its own."""
     for mode in modes:
-        if mode not in prep.tta_modes():
-            raise ValueError(f"unknown test-time augmentation {mode!r}; expected one of {', '.join(prep.tta_modes())}")
+        prep.require_tta(mode)
     keys = list(dict.fromkeys(key for mode in modes for key in view_keys(mode)))
     model.eval()
     device = next(model.parameters()).device

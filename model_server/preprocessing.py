@@ -112,9 +112,9 @@ def calibrate(probabilities: torch.Tensor, temperature: float = 1.0,
 def predict_faces(model: torch.nn.Module, faces: torch.Tensor, prep: Preprocessing,
                   tta: str | None = None) -> torch.Tensor:
     """Softmax probabilities [N,classes] for [0,1] faces [N,1,resize,resize], averaged over the TTA views."""
-    views = prep.views(faces, tta)
-    probabilities = model(views).float().softmax(dim=1)
-    return probabilities.view(-1, faces.shape[0], probabilities.shape[1]).mean(dim=0)
+    mode = tta or prep.tta
+    prep.require_tta(mode)
+    return predict_views(model, faces, prep, view_keys(mode)).mean(dim=0)
 
 
 @torch.inference_mode()
